@@ -1,0 +1,397 @@
+//! CPU masks that cost the same few bytes on 64 CPUs and on 8,192.
+//!
+//! Most interrupts name one CPU, one node (a contiguous block of CPUs) or the whole machine,
+//! so [`CpuMask`] stores those as a range of two numbers. Only an irregular set keeps a bitmap,
+//! and that bitmap sits behind an [`Arc`], so cloning a mask into every descriptor of a device
+//! shares one allocation instead of copying a kilobyte per irq.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// The largest number of CPUs a mask can name (CPU numbers are `0..MAX_CPUS`).
+pub const MAX_CPUS: u32 = 65_536;
+
+/// A set of CPU numbers, compressed (see the module docs).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CpuMask(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Empty,
+    /// `first..=last`; a single CPU has `first == last`.
+    Range {
+        first: u32,
+        last: u32,
+    },
+    /// An irregular set: never empty, never contiguous (those normalise to the variants above),
+    /// and the last word is never zero.
+    Bits(Arc<[u64]>),
+}
+
+impl CpuMask {
+    /// The empty mask.
+    pub const fn empty() -> Self {
+        CpuMask(Repr::Empty)
+    }
+
+    /// The mask naming only `cpu`.
+    ///
+    /// # Panics
+    /// In const context, or on `cpu >= MAX_CPUS` (a programmer error; use [`CpuMask::try_single`]
+    /// for numbers that come from outside).
+    pub const fn single(cpu: u32) -> Self {
+        assert!(cpu < MAX_CPUS, "cpu number beyond MAX_CPUS");
+        CpuMask(Repr::Range {
+            first: cpu,
+            last: cpu,
+        })
+    }
+
+    /// The mask naming only `cpu`, or `None` when `cpu` is not below [`MAX_CPUS`].
+    pub const fn try_single(cpu: u32) -> Option<Self> {
+        if cpu < MAX_CPUS {
+            Some(CpuMask(Repr::Range {
+                first: cpu,
+                last: cpu,
+            }))
+        } else {
+            None
+        }
+    }
+
+    /// CPUs `first..=last` (empty when `first > last`); `last` is clamped below [`MAX_CPUS`].
+    pub fn range(first: u32, last: u32) -> Self {
+        let last = last.min(MAX_CPUS - 1);
+        if first > last {
+            CpuMask::empty()
+        } else {
+            CpuMask(Repr::Range { first, last })
+        }
+    }
+
+    /// CPUs `0..nr_cpus`.
+    pub fn first_n(nr_cpus: u32) -> Self {
+        match nr_cpus {
+            0 => CpuMask::empty(),
+            n => CpuMask::range(0, n - 1),
+        }
+    }
+
+    /// A mask from any CPU numbers (duplicates allowed); numbers at or above [`MAX_CPUS`] are
+    /// ignored.
+    pub fn from_cpus<I: IntoIterator<Item = u32>>(cpus: I) -> Self {
+        let mut words: Vec<u64> = Vec::new();
+        for cpu in cpus.into_iter().filter(|&c| c < MAX_CPUS) {
+            let w = (cpu / 64) as usize;
+            if words.len() <= w {
+                words.resize(w + 1, 0);
+            }
+            words[w] |= 1 << (cpu % 64);
+        }
+        Self::from_words(words)
+    }
+
+    /// Normalises a bitmap into the cheapest representation.
+    fn from_words(mut words: Vec<u64>) -> Self {
+        while words.last() == Some(&0) {
+            words.pop();
+        }
+        let weight: u32 = words.iter().map(|w| w.count_ones()).sum();
+        if weight == 0 {
+            return CpuMask::empty();
+        }
+        let first = first_bit(&words).expect("non-empty bitmap");
+        let last = (words.len() as u32 - 1) * 64 + (63 - words.last().unwrap().leading_zeros());
+        if last - first + 1 == weight {
+            CpuMask(Repr::Range { first, last })
+        } else {
+            CpuMask(Repr::Bits(words.into()))
+        }
+    }
+
+    /// True when no CPU is in the mask.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.0, Repr::Empty)
+    }
+
+    /// The number of CPUs in the mask.
+    pub fn weight(&self) -> u32 {
+        match &self.0 {
+            Repr::Empty => 0,
+            Repr::Range { first, last } => last - first + 1,
+            Repr::Bits(w) => w.iter().map(|w| w.count_ones()).sum(),
+        }
+    }
+
+    /// True when `cpu` is in the mask.
+    pub fn contains(&self, cpu: u32) -> bool {
+        match &self.0 {
+            Repr::Empty => false,
+            Repr::Range { first, last } => (*first..=*last).contains(&cpu),
+            Repr::Bits(w) => w
+                .get((cpu / 64) as usize)
+                .is_some_and(|word| word & (1 << (cpu % 64)) != 0),
+        }
+    }
+
+    /// The lowest CPU in the mask.
+    pub fn first(&self) -> Option<u32> {
+        match &self.0 {
+            Repr::Empty => None,
+            Repr::Range { first, .. } => Some(*first),
+            Repr::Bits(w) => first_bit(w),
+        }
+    }
+
+    /// The highest CPU in the mask.
+    pub fn last(&self) -> Option<u32> {
+        match &self.0 {
+            Repr::Empty => None,
+            Repr::Range { last, .. } => Some(*last),
+            Repr::Bits(w) => {
+                Some((w.len() as u32 - 1) * 64 + (63 - w.last().unwrap().leading_zeros()))
+            }
+        }
+    }
+
+    /// The single CPU of a one-CPU mask.
+    pub fn as_single(&self) -> Option<u32> {
+        match self.0 {
+            Repr::Range { first, last } if first == last => Some(first),
+            _ => None,
+        }
+    }
+
+    /// The mask as an inclusive range, when it is one (a single CPU, a node, the machine).
+    pub fn as_range(&self) -> Option<(u32, u32)> {
+        match self.0 {
+            Repr::Range { first, last } => Some((first, last)),
+            _ => None,
+        }
+    }
+
+    /// The lowest CPU of the mask that is `>= from`.
+    pub fn next_from(&self, from: u32) -> Option<u32> {
+        match &self.0 {
+            Repr::Empty => None,
+            Repr::Range { first, last } => {
+                let c = from.max(*first);
+                (c <= *last).then_some(c)
+            }
+            Repr::Bits(w) => {
+                let mut i = (from / 64) as usize;
+                if i >= w.len() {
+                    return None;
+                }
+                let mut word = w[i] & (!0u64 << (from % 64));
+                loop {
+                    if word != 0 {
+                        return Some(i as u32 * 64 + word.trailing_zeros());
+                    }
+                    i += 1;
+                    word = *w.get(i)?;
+                }
+            }
+        }
+    }
+
+    /// The CPUs of the mask, lowest first.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            mask: self,
+            next: self.first(),
+        }
+    }
+
+    /// CPUs in both masks.
+    pub fn and(&self, other: &CpuMask) -> CpuMask {
+        match (&self.0, &other.0) {
+            (Repr::Empty, _) | (_, Repr::Empty) => CpuMask::empty(),
+            (Repr::Range { first: a, last: b }, Repr::Range { first: c, last: d }) => {
+                CpuMask::range(*a.max(c), *b.min(d))
+            }
+            _ => {
+                let (lo, hi) = (
+                    self.first().max(other.first()).unwrap_or(0),
+                    self.last().min(other.last()).unwrap_or(0),
+                );
+                let mut words = alloc::vec![0u64; (hi / 64 + 1) as usize];
+                let mut cpu = self.next_from(lo);
+                while let Some(c) = cpu.filter(|&c| c <= hi) {
+                    if other.contains(c) {
+                        words[(c / 64) as usize] |= 1 << (c % 64);
+                    }
+                    cpu = self.next_from(c + 1);
+                }
+                Self::from_words(words)
+            }
+        }
+    }
+
+    /// The mask without `cpu`.
+    pub fn without(&self, cpu: u32) -> CpuMask {
+        match self.0 {
+            Repr::Range { first, last } if cpu == first => CpuMask::range(first + 1, last),
+            Repr::Range { first, last } if cpu == last => CpuMask::range(first, last - 1),
+            _ if !self.contains(cpu) => self.clone(),
+            _ => CpuMask::from_cpus(self.iter().filter(|&c| c != cpu)),
+        }
+    }
+
+    /// The mask with `cpu` added.
+    pub fn with(&self, cpu: u32) -> CpuMask {
+        match self.0 {
+            _ if self.contains(cpu) || cpu >= MAX_CPUS => self.clone(),
+            Repr::Empty => CpuMask::single(cpu),
+            Repr::Range { first, last } if cpu + 1 == first => CpuMask::range(cpu, last),
+            Repr::Range { first, last } if cpu == last + 1 => CpuMask::range(first, cpu),
+            _ => CpuMask::from_cpus(self.iter().chain(Some(cpu))),
+        }
+    }
+
+    /// True when every CPU of `self` is in `other`.
+    pub fn is_subset(&self, other: &CpuMask) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Empty, _) => true,
+            (Repr::Range { first: a, last: b }, Repr::Range { first: c, last: d }) => {
+                c <= a && b <= d
+            }
+            _ => self.iter().all(|c| other.contains(c)),
+        }
+    }
+
+    /// True when the masks share a CPU.
+    pub fn intersects(&self, other: &CpuMask) -> bool {
+        !self.and(other).is_empty()
+    }
+
+    /// Heap bytes this mask owns (0 unless it is an irregular set; shared clones count once each).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Bits(w) => w.len() * 8,
+            _ => 0,
+        }
+    }
+}
+
+fn first_bit(words: &[u64]) -> Option<u32> {
+    words
+        .iter()
+        .position(|&w| w != 0)
+        .map(|i| i as u32 * 64 + words[i].trailing_zeros())
+}
+
+/// Iterator over the CPUs of a [`CpuMask`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    mask: &'a CpuMask,
+    next: Option<u32>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let cpu = self.next?;
+        self.next = cpu.checked_add(1).and_then(|n| self.mask.next_from(n));
+        Some(cpu)
+    }
+}
+
+impl fmt::Debug for CpuMask {
+    /// Prints the Linux cpulist format: `0-3,8,10-11`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("{}");
+        }
+        let mut run: Option<(u32, u32)> = None;
+        let mut sep = "";
+        let mut emit = |f: &mut fmt::Formatter<'_>, (a, b): (u32, u32)| {
+            let r = if a == b {
+                write!(f, "{sep}{a}")
+            } else {
+                write!(f, "{sep}{a}-{b}")
+            };
+            sep = ",";
+            r
+        };
+        match self.as_range() {
+            Some(r) => emit(f, r),
+            None => {
+                for c in self.iter() {
+                    run = match run {
+                        Some((a, b)) if b + 1 == c => Some((a, c)),
+                        Some(r) => {
+                            emit(f, r)?;
+                            Some((c, c))
+                        }
+                        None => Some((c, c)),
+                    };
+                }
+                run.map_or(Ok(()), |r| emit(f, r))
+            }
+        }
+    }
+}
+
+impl fmt::Display for CpuMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use proptest::prelude::*;
+
+    #[test]
+    fn common_masks_need_no_heap() {
+        assert_eq!(CpuMask::single(8191).heap_bytes(), 0);
+        assert_eq!(CpuMask::first_n(8192).heap_bytes(), 0);
+        assert_eq!(CpuMask::range(64, 127).heap_bytes(), 0);
+        assert_eq!(CpuMask::from_cpus(0..8192).as_range(), Some((0, 8191)));
+        assert!(core::mem::size_of::<CpuMask>() <= 24);
+    }
+
+    #[test]
+    fn irregular_sets_normalise_and_print_as_cpulist() {
+        let m = CpuMask::from_cpus([10, 0, 1, 2, 3, 8, 11]);
+        assert_eq!(format!("{m:?}"), "0-3,8,10-11");
+        assert_eq!(m.weight(), 7);
+        assert_eq!(m.without(8).without(10).without(11).as_range(), Some((0, 3)));
+        assert_eq!(format!("{:?}", CpuMask::empty()), "{}");
+        assert_eq!(CpuMask::range(5, 4), CpuMask::empty());
+        assert_eq!(CpuMask::try_single(MAX_CPUS), None);
+    }
+
+    fn model(cpus: &[u32]) -> alloc::collections::BTreeSet<u32> {
+        cpus.iter().copied().collect()
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_set(a in proptest::collection::vec(0u32..300, 0..40),
+                              b in proptest::collection::vec(0u32..300, 0..40),
+                              probe in 0u32..310) {
+            let (ma, mb) = (CpuMask::from_cpus(a.iter().copied()), CpuMask::from_cpus(b.iter().copied()));
+            let (sa, sb) = (model(&a), model(&b));
+            prop_assert_eq!(ma.iter().collect::<Vec<_>>(), sa.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(ma.weight() as usize, sa.len());
+            prop_assert_eq!(ma.contains(probe), sa.contains(&probe));
+            prop_assert_eq!(ma.first(), sa.first().copied());
+            prop_assert_eq!(ma.last(), sa.last().copied());
+            prop_assert_eq!(ma.next_from(probe), sa.range(probe..).next().copied());
+            let inter: Vec<u32> = sa.intersection(&sb).copied().collect();
+            prop_assert_eq!(ma.and(&mb).iter().collect::<Vec<_>>(), inter);
+            prop_assert_eq!(ma.is_subset(&mb), sa.is_subset(&sb));
+            let mut w = sa.clone();
+            w.remove(&probe);
+            prop_assert_eq!(ma.without(probe), CpuMask::from_cpus(w.iter().copied()));
+            let mut w = sa.clone();
+            w.insert(probe);
+            prop_assert_eq!(ma.with(probe), CpuMask::from_cpus(w.iter().copied()));
+        }
+    }
+}

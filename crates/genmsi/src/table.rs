@@ -1,0 +1,261 @@
+//! The delivery side of the irq descriptors: what runs in interrupt context.
+//!
+//! An irq number indexes a two-level table: a fixed array of chunk slots, each filled once
+//! (on the configuration path, when the first irq of the chunk is allocated) and never freed.
+//! The delivery path therefore reads a chunk with one acquire load ([`spin::Once::get`]), finds
+//! the irq's slot, and works on atomics only: it takes no lock, allocates nothing, and never
+//! waits for the configuration path. Configuration publishes a slot's handler before it sets
+//! the `ACTIVE` flag with release ordering.
+//!
+//! Statistics that depend on the CPU count live per CPU ([`IrqTable::cpu_count`]), not per irq,
+//! so a slot is 24 bytes on any machine.
+
+use crate::Irq;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use spin::Once;
+
+/// Irqs per chunk of the table.
+const CHUNK: u32 = 256;
+
+/// Slot flag: the irq is activated (its message is live); deliveries are handled.
+const ACTIVE: u32 = 1 << 0;
+/// Slot flag: masked in software (the store has no per-vector mask); deliveries latch `PENDING`.
+const SOFT_MASKED: u32 = 1 << 1;
+/// Slot flag: an interrupt arrived while `SOFT_MASKED`; replayed on unmask.
+const PENDING: u32 = 1 << 2;
+
+/// Something that runs when an interrupt is handled.
+pub trait IrqHandler: Send + Sync {
+    /// Handles one interrupt of `irq` on `cpu`; `data` is the value given to
+    /// [`IrqSystem::set_handler`](crate::IrqSystem::set_handler).
+    fn handle(&self, irq: Irq, cpu: u32, data: u32);
+}
+
+impl<F: Fn(Irq, u32, u32) + Send + Sync> IrqHandler for F {
+    fn handle(&self, irq: Irq, cpu: u32, data: u32) {
+        self(irq, cpu, data)
+    }
+}
+
+/// A registered handler (see [`IrqSystem::register_handler`](crate::IrqSystem::register_handler)).
+/// Id 0 is the built-in handler that only counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandlerId(pub u32);
+
+/// What happened to one delivered interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Counted and passed to the irq's handler.
+    Handled,
+    /// The irq is masked in software: latched as pending, replayed on unmask.
+    Latched,
+    /// No active irq has this number (counted as spurious).
+    Spurious,
+}
+
+#[derive(Default)]
+struct Slot {
+    flags: AtomicU32,
+    /// Handler id in the high half, handler data in the low half, so both change at once.
+    handler: AtomicU64,
+    count: AtomicU64,
+}
+
+/// The lock-free half of the irq descriptor table (see the module docs).
+pub struct IrqTable {
+    chunks: Box<[Once<Box<[Slot]>>]>,
+    handlers: Box<[Once<Box<dyn IrqHandler>>]>,
+    cpu_counts: Box<[AtomicU64]>,
+    spurious: AtomicU64,
+}
+
+impl core::fmt::Debug for IrqTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IrqTable")
+            .field("capacity", &self.capacity())
+            .field("chunks_in_use", &self.chunks_in_use())
+            .field("spurious", &self.spurious())
+            .finish()
+    }
+}
+
+impl IrqTable {
+    pub(crate) fn new(max_irqs: u32, nr_cpus: u32, max_handlers: u32) -> Self {
+        let chunks = max_irqs.div_ceil(CHUNK);
+        IrqTable {
+            chunks: (0..chunks).map(|_| Once::new()).collect(),
+            handlers: (0..max_handlers.max(1)).map(|_| Once::new()).collect(),
+            cpu_counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            spurious: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of irq numbers the table can hold.
+    pub fn capacity(&self) -> u32 {
+        self.chunks.len() as u32 * CHUNK
+    }
+
+    /// Chunks allocated so far (memory grows with the highest irqs used, in steps of 256).
+    pub fn chunks_in_use(&self) -> usize {
+        self.chunks.iter().filter(|c| c.is_completed()).count()
+    }
+
+    fn slot(&self, irq: Irq) -> Option<&Slot> {
+        let chunk = self.chunks.get((irq.0 / CHUNK) as usize)?.get()?;
+        chunk.get((irq.0 % CHUNK) as usize)
+    }
+
+    /// Makes sure the slots of `first..first + count` exist (configuration path).
+    pub(crate) fn populate(&self, first: Irq, count: u32) {
+        let (lo, hi) = (first.0 / CHUNK, (first.0 + count.max(1) - 1) / CHUNK);
+        for c in lo..=hi {
+            if let Some(once) = self.chunks.get(c as usize) {
+                once.call_once(|| (0..CHUNK).map(|_| Slot::default()).collect());
+            }
+        }
+    }
+
+    /// Delivers one interrupt of `irq` on `cpu` (the delivery path: lock-free, no allocation).
+    pub fn deliver(&self, irq: Irq, cpu: u32) -> Delivery {
+        let Some(slot) = self.slot(irq) else {
+            self.spurious.fetch_add(1, Ordering::Relaxed);
+            return Delivery::Spurious;
+        };
+        let flags = slot.flags.load(Ordering::Acquire);
+        if flags & ACTIVE == 0 {
+            self.spurious.fetch_add(1, Ordering::Relaxed);
+            return Delivery::Spurious;
+        }
+        if flags & SOFT_MASKED != 0 {
+            slot.flags.fetch_or(PENDING, Ordering::AcqRel);
+            return Delivery::Latched;
+        }
+        slot.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.cpu_counts.get(cpu as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let handler = slot.handler.load(Ordering::Acquire);
+        let (id, data) = ((handler >> 32) as usize, handler as u32);
+        if let Some(h) = self.handlers.get(id).and_then(Once::get) {
+            h.handle(irq, cpu, data);
+        }
+        Delivery::Handled
+    }
+
+    /// Interrupts handled for `irq` since it was allocated.
+    pub fn count(&self, irq: Irq) -> u64 {
+        self.slot(irq)
+            .map_or(0, |s| s.count.load(Ordering::Relaxed))
+    }
+
+    /// Interrupts handled on `cpu`, all irqs together.
+    pub fn cpu_count(&self, cpu: u32) -> u64 {
+        self.cpu_counts
+            .get(cpu as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Interrupts that named no active irq.
+    pub fn spurious(&self) -> u64 {
+        self.spurious.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, handler: Box<dyn IrqHandler>) -> Option<HandlerId> {
+        let free = self.handlers.iter().skip(1).position(|h| !h.is_completed())? + 1;
+        self.handlers[free].call_once(|| handler);
+        Some(HandlerId(free as u32))
+    }
+
+    pub(crate) fn has_handler(&self, id: HandlerId) -> bool {
+        id.0 == 0 || self.handlers.get(id.0 as usize).is_some_and(Once::is_completed)
+    }
+
+    pub(crate) fn set_handler(&self, irq: Irq, id: HandlerId, data: u32) {
+        if let Some(s) = self.slot(irq) {
+            s.handler
+                .store((u64::from(id.0) << 32) | u64::from(data), Ordering::Release);
+        }
+    }
+
+    pub(crate) fn set_active(&self, irq: Irq, active: bool) {
+        self.update(irq, ACTIVE, active);
+    }
+
+    pub(crate) fn set_soft_masked(&self, irq: Irq, masked: bool) {
+        self.update(irq, SOFT_MASKED, masked);
+    }
+
+    /// Clears and returns the pending latch.
+    pub(crate) fn take_pending(&self, irq: Irq) -> bool {
+        self.slot(irq)
+            .is_some_and(|s| s.flags.fetch_and(!PENDING, Ordering::AcqRel) & PENDING != 0)
+    }
+
+    /// True when an interrupt is latched for the (software-masked) irq.
+    pub fn is_pending(&self, irq: Irq) -> bool {
+        self.slot(irq)
+            .is_some_and(|s| s.flags.load(Ordering::Acquire) & PENDING != 0)
+    }
+
+    fn update(&self, irq: Irq, bit: u32, on: bool) {
+        if let Some(s) = self.slot(irq) {
+            if on {
+                s.flags.fetch_or(bit, Ordering::Release);
+            } else {
+                s.flags.fetch_and(!bit, Ordering::Release);
+            }
+        }
+    }
+
+    /// Resets a slot when its irq number is released.
+    pub(crate) fn reset(&self, irq: Irq) {
+        if let Some(s) = self.slot(irq) {
+            s.flags.store(0, Ordering::Release);
+            s.handler.store(0, Ordering::Release);
+            s.count.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Per-CPU handled counts, lowest CPU first.
+    pub fn cpu_counts(&self) -> Vec<u64> {
+        self.cpu_counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_costs_the_same_on_any_machine() {
+        assert_eq!(core::mem::size_of::<Slot>(), 24);
+        let small = IrqTable::new(100_000, 64, 4);
+        let big = IrqTable::new(100_000, 8192, 4);
+        small.populate(Irq(99_999), 1);
+        big.populate(Irq(99_999), 1);
+        assert_eq!(small.chunks_in_use(), 1);
+        assert_eq!(big.chunks_in_use(), 1);
+    }
+
+    #[test]
+    fn inactive_and_unknown_irqs_are_spurious() {
+        let t = IrqTable::new(1024, 4, 2);
+        assert_eq!(t.deliver(Irq(5), 0), Delivery::Spurious);
+        t.populate(Irq(5), 1);
+        assert_eq!(t.deliver(Irq(5), 0), Delivery::Spurious);
+        assert_eq!(t.deliver(Irq(5_000_000), 0), Delivery::Spurious);
+        assert_eq!(t.spurious(), 3);
+        t.set_active(Irq(5), true);
+        assert_eq!(t.deliver(Irq(5), 3), Delivery::Handled);
+        assert_eq!((t.count(Irq(5)), t.cpu_count(3)), (1, 1));
+        t.set_soft_masked(Irq(5), true);
+        assert_eq!(t.deliver(Irq(5), 3), Delivery::Latched);
+        assert!(t.take_pending(Irq(5)));
+        assert!(!t.take_pending(Irq(5)));
+    }
+}
