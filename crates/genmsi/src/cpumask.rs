@@ -360,7 +360,10 @@ mod tests {
         let m = CpuMask::from_cpus([10, 0, 1, 2, 3, 8, 11]);
         assert_eq!(format!("{m:?}"), "0-3,8,10-11");
         assert_eq!(m.weight(), 7);
-        assert_eq!(m.without(8).without(10).without(11).as_range(), Some((0, 3)));
+        assert_eq!(
+            m.without(8).without(10).without(11).as_range(),
+            Some((0, 3))
+        );
         assert_eq!(format!("{:?}", CpuMask::empty()), "{}");
         assert_eq!(CpuMask::range(5, 4), CpuMask::empty());
         assert_eq!(CpuMask::try_single(MAX_CPUS), None);

@@ -130,7 +130,11 @@ impl fmt::Display for Error {
                 write!(f, "device {} has no domain in slot {slot:?}", device.0)
             }
             Error::SlotOccupied { device, slot } => {
-                write!(f, "device {} already has a domain in slot {slot:?}", device.0)
+                write!(
+                    f,
+                    "device {} already has a domain in slot {slot:?}",
+                    device.0
+                )
             }
             Error::DomainBusy(d) => write!(f, "domain {} still has users", d.0),
             Error::EmptyAffinity => f.write_str("the affinity names no usable CPU"),

@@ -192,7 +192,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (1u32..9, prop::sample::select(alloc::vec![1u32, 2, 4, 8])).prop_map(|(c, a)| Op::Alloc(c, a)),
+            (1u32..9, prop::sample::select(alloc::vec![1u32, 2, 4, 8]))
+                .prop_map(|(c, a)| Op::Alloc(c, a)),
             (0u32..130, 1u32..6).prop_map(|(s, c)| Op::Reserve(s, c)),
             (0u32..130, 1u32..6).prop_map(|(s, c)| Op::Release(s, c)),
         ]

@@ -107,7 +107,11 @@ impl Domain for SoftRoot {
     }
 
     fn alloc(&mut self, req: &AllocRequest<'_>) -> Result<()> {
-        trip(&mut self.faults.alloc_in, "soft-root", "injected alloc failure")?;
+        trip(
+            &mut self.faults.alloc_in,
+            "soft-root",
+            "injected alloc failure",
+        )?;
         let mut extra = alloc::vec![0u32; self.used.len()];
         let mut picks = Vec::with_capacity(req.irqs.len());
         for r in req.irqs {
@@ -133,7 +137,11 @@ impl Domain for SoftRoot {
     }
 
     fn activate(&mut self, irq: Irq, _parent: Option<&Composed>) -> Result<Composed> {
-        trip(&mut self.faults.activate_in, "soft-root", "injected activate failure")?;
+        trip(
+            &mut self.faults.activate_in,
+            "soft-root",
+            "injected activate failure",
+        )?;
         let e = self.irqs.get_mut(&irq).ok_or(Error::UnknownIrq(irq))?;
         e.1 = true;
         Ok(Self::compose(irq, e.0))
@@ -146,13 +154,18 @@ impl Domain for SoftRoot {
     }
 
     fn set_affinity(&mut self, irq: Irq, mask: &CpuMask, _: Option<&Composed>) -> Result<Composed> {
-        trip(&mut self.faults.affinity_in, "soft-root", "injected affinity failure")?;
+        trip(
+            &mut self.faults.affinity_in,
+            "soft-root",
+            "injected affinity failure",
+        )?;
         let &(old, _) = self.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
         let cpu = if mask.contains(old) && self.online.contains(old) {
             old
         } else {
             let none = alloc::vec![0u32; self.used.len()];
-            self.pick(mask, &none).ok_or(Error::NoVectors { cpus: mask.clone() })?
+            self.pick(mask, &none)
+                .ok_or(Error::NoVectors { cpus: mask.clone() })?
         };
         self.used[old as usize] -= 1;
         self.used[cpu as usize] += 1;
@@ -216,7 +229,9 @@ impl SoftRemap {
         if msg.address & !0xF_FFF0 != SOFT_REMAP_BASE {
             return None;
         }
-        let e = table.get(((msg.address >> 4) & 0xFFFF) as usize)?.load(Ordering::Acquire);
+        let e = table
+            .get(((msg.address >> 4) & 0xFFFF) as usize)?
+            .load(Ordering::Acquire);
         (e & SOFT_REMAP_PRESENT != 0)
             .then(|| Msg::new(SOFT_ROOT_BASE | ((e >> 32) & 0xFFFF) << 12, e as u32))
     }
@@ -228,9 +243,17 @@ impl Domain for SoftRemap {
     }
 
     fn alloc(&mut self, req: &AllocRequest<'_>) -> Result<()> {
-        trip(&mut self.faults.alloc_in, "soft-remap", "injected alloc failure")?;
+        trip(
+            &mut self.faults.alloc_in,
+            "soft-remap",
+            "injected alloc failure",
+        )?;
         let n = req.irqs.len() as u32;
-        let (count, align) = if req.block { (n.next_power_of_two(), n.next_power_of_two()) } else { (n, 1) };
+        let (count, align) = if req.block {
+            (n.next_power_of_two(), n.next_power_of_two())
+        } else {
+            (n, 1)
+        };
         let first = self
             .entries
             .alloc(count, align)
@@ -251,7 +274,11 @@ impl Domain for SoftRemap {
     }
 
     fn activate(&mut self, irq: Irq, parent: Option<&Composed>) -> Result<Composed> {
-        trip(&mut self.faults.activate_in, "soft-remap", "injected activate failure")?;
+        trip(
+            &mut self.faults.activate_in,
+            "soft-remap",
+            "injected activate failure",
+        )?;
         let &entry = self.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
         let p = parent.ok_or(Error::Domain {
             domain: "soft-remap",
@@ -275,8 +302,17 @@ impl Domain for SoftRemap {
         }
     }
 
-    fn set_affinity(&mut self, irq: Irq, _: &CpuMask, parent: Option<&Composed>) -> Result<Composed> {
-        trip(&mut self.faults.affinity_in, "soft-remap", "injected affinity failure")?;
+    fn set_affinity(
+        &mut self,
+        irq: Irq,
+        _: &CpuMask,
+        parent: Option<&Composed>,
+    ) -> Result<Composed> {
+        trip(
+            &mut self.faults.affinity_in,
+            "soft-remap",
+            "injected affinity failure",
+        )?;
         self.activate(irq, parent)
     }
 

@@ -259,7 +259,12 @@ fn deactivate_irq(
 }
 
 /// Writes a new message into a live slot, masked if the store needs it.
-fn rewrite_live(store: &mut dyn MsgStore, caps: StoreCaps, desc: &MsiDesc, msg: &Msg) -> Result<()> {
+fn rewrite_live(
+    store: &mut dyn MsgStore,
+    caps: StoreCaps,
+    desc: &MsiDesc,
+    msg: &Msg,
+) -> Result<()> {
     let guard = caps.write_masked && caps.per_vector_mask && !desc.masked;
     if guard {
         store.mask(desc.index)?;
@@ -328,7 +333,11 @@ impl<R: RawMutex> IrqSystem<R> {
     // ---- domains ----
 
     /// Registers a domain under `parent` (`None` for a root).
-    pub fn add_domain(&self, domain: Box<dyn Domain>, parent: Option<DomainId>) -> Result<DomainId> {
+    pub fn add_domain(
+        &self,
+        domain: Box<dyn Domain>,
+        parent: Option<DomainId>,
+    ) -> Result<DomainId> {
         let mut cfg = self.config.lock();
         if let Some(p) = parent {
             cfg.domains
@@ -370,14 +379,21 @@ impl<R: RawMutex> IrqSystem<R> {
         }
         let n = cfg.domains[id.0 as usize].take().expect("checked above");
         if let Some(p) = n.parent {
-            cfg.domains[p.0 as usize].as_mut().expect("parent outlives child").children -= 1;
+            cfg.domains[p.0 as usize]
+                .as_mut()
+                .expect("parent outlives child")
+                .children -= 1;
         }
         Ok(n.domain)
     }
 
     /// Runs `f` on the domain `id` as its concrete type `D` (to read its state, or to drive
     /// events such as migration completion).
-    pub fn with_domain<D: Domain, T>(&self, id: DomainId, f: impl FnOnce(&mut D) -> T) -> Result<T> {
+    pub fn with_domain<D: Domain, T>(
+        &self,
+        id: DomainId,
+        f: impl FnOnce(&mut D) -> T,
+    ) -> Result<T> {
         let mut cfg = self.config.lock();
         let n = cfg
             .domains
@@ -385,12 +401,10 @@ impl<R: RawMutex> IrqSystem<R> {
             .and_then(Option::as_mut)
             .ok_or(Error::UnknownDomain(id))?;
         let any: &mut dyn core::any::Any = n.domain.as_mut();
-        any.downcast_mut::<D>()
-            .map(f)
-            .ok_or(Error::Domain {
-                domain: "core",
-                reason: "domain is of another type",
-            })
+        any.downcast_mut::<D>().map(f).ok_or(Error::Domain {
+            domain: "core",
+            reason: "domain is of another type",
+        })
     }
 
     // ---- devices and their domains ----
@@ -414,8 +428,14 @@ impl<R: RawMutex> IrqSystem<R> {
     /// Unregisters a device whose domain slots are empty.
     pub fn remove_device(&self, device: DeviceId) -> Result<()> {
         let mut cfg = self.config.lock();
-        let dev = cfg.devices.get(&device).ok_or(Error::UnknownDevice(device))?;
-        if let Some(slot) = SlotId::ALL.into_iter().find(|s| dev.slots[s.idx()].is_some()) {
+        let dev = cfg
+            .devices
+            .get(&device)
+            .ok_or(Error::UnknownDevice(device))?;
+        if let Some(slot) = SlotId::ALL
+            .into_iter()
+            .find(|s| dev.slots[s.idx()].is_some())
+        {
             return Err(Error::SlotOccupied { device, slot });
         }
         cfg.devices.remove(&device);
@@ -434,7 +454,9 @@ impl<R: RawMutex> IrqSystem<R> {
         let Config {
             domains, devices, ..
         } = &mut *cfg;
-        let dev = devices.get_mut(&device).ok_or(Error::UnknownDevice(device))?;
+        let dev = devices
+            .get_mut(&device)
+            .ok_or(Error::UnknownDevice(device))?;
         if dev.slots[slot.idx()].is_some() {
             return Err(Error::SlotOccupied { device, slot });
         }
@@ -448,7 +470,11 @@ impl<R: RawMutex> IrqSystem<R> {
     }
 
     /// Frees every index of the device domain and removes it, returning its store.
-    pub fn remove_device_domain(&self, device: DeviceId, slot: SlotId) -> Result<Box<dyn MsgStore>> {
+    pub fn remove_device_domain(
+        &self,
+        device: DeviceId,
+        slot: SlotId,
+    ) -> Result<Box<dyn MsgStore>> {
         self.free_all(device, slot)?;
         let mut cfg = self.config.lock();
         let Config {
@@ -458,8 +484,8 @@ impl<R: RawMutex> IrqSystem<R> {
             .get_mut(&device)
             .ok_or(Error::UnknownDevice(device))?
             .slots[slot.idx()]
-            .take()
-            .ok_or(Error::SlotEmpty { device, slot })?;
+        .take()
+        .ok_or(Error::SlotEmpty { device, slot })?;
         domains[dd.parent.0 as usize]
             .as_mut()
             .expect("parent outlives its users")
@@ -507,12 +533,25 @@ impl<R: RawMutex> IrqSystem<R> {
         index: u32,
         opts: &AllocOpts,
     ) -> Result<Irq> {
-        let got = self.alloc(device, slot, Indices::Range { first: index, count: 1 }, opts)?;
+        let got = self.alloc(
+            device,
+            slot,
+            Indices::Range {
+                first: index,
+                count: 1,
+            },
+            opts,
+        )?;
         Ok(got[0].1)
     }
 
     /// Allocates the lowest free index (IMS), returning it with its irq.
-    pub fn alloc_any(&self, device: DeviceId, slot: SlotId, opts: &AllocOpts) -> Result<(u32, Irq)> {
+    pub fn alloc_any(
+        &self,
+        device: DeviceId,
+        slot: SlotId,
+        opts: &AllocOpts,
+    ) -> Result<(u32, Irq)> {
         Ok(self.alloc(device, slot, Indices::Any, opts)?[0])
     }
 
@@ -620,7 +659,10 @@ impl<R: RawMutex> IrqSystem<R> {
         if caps.block_only && (first != 0 || !count.is_power_of_two()) {
             return Err(Error::NotSupported(Unsupported::BlockOnly));
         }
-        let affinity = opts.affinity.as_ref().map_or(online.clone(), |a| a.and(&online));
+        let affinity = opts
+            .affinity
+            .as_ref()
+            .map_or(online.clone(), |a| a.and(&online));
         if affinity.is_empty() {
             return Err(Error::EmptyAffinity);
         }
@@ -732,7 +774,14 @@ impl<R: RawMutex> IrqSystem<R> {
                     Ok(cpu) => cfg.irqs.get_mut(&r.irq).expect("inserted").effective_cpu = cpu,
                     Err(e) => {
                         for r in &requests[..n] {
-                            deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, r.irq, r.index);
+                            deactivate_irq(
+                                &mut cfg.domains,
+                                &chain,
+                                dd,
+                                &self.table,
+                                r.irq,
+                                r.index,
+                            );
                         }
                         self.forget(cfg, device, slot, &requests, !was_enabled);
                         undo_domains(cfg);
@@ -745,7 +794,14 @@ impl<R: RawMutex> IrqSystem<R> {
     }
 
     /// Drops the descriptors of `requests` and releases their store slots (domains untouched).
-    fn forget(&self, cfg: &mut Config, device: DeviceId, slot: SlotId, requests: &[IrqRequest], disable: bool) {
+    fn forget(
+        &self,
+        cfg: &mut Config,
+        device: DeviceId,
+        slot: SlotId,
+        requests: &[IrqRequest],
+        disable: bool,
+    ) {
         let dd = device_domain(&mut cfg.devices, device, slot).expect("device domain exists");
         for r in requests {
             dd.descs.remove(&r.index);
@@ -891,7 +947,10 @@ impl<R: RawMutex> IrqSystem<R> {
         let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
         let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
         let caps = dd.store.caps();
-        let desc = dd.descs.get_mut(&d.index).expect("allocated irq has a descriptor");
+        let desc = dd
+            .descs
+            .get_mut(&d.index)
+            .expect("allocated irq has a descriptor");
         if desc.masked == masked {
             return Ok(None);
         }
@@ -930,7 +989,10 @@ impl<R: RawMutex> IrqSystem<R> {
         let mut composed = None;
         for &id in chain.iter().rev() {
             let dom = node(&mut cfg.domains, id);
-            composed = Some(dom.compose_msg(irq, composed.as_ref()).ok_or(Error::NotActive(irq))?);
+            composed = Some(
+                dom.compose_msg(irq, composed.as_ref())
+                    .ok_or(Error::NotActive(irq))?,
+            );
         }
         Ok(composed.expect("a chain has at least one domain").msg)
     }
@@ -970,7 +1032,11 @@ impl<R: RawMutex> IrqSystem<R> {
                 data.shut_down = true;
                 report.shut_down.push(irq);
             } else {
-                let target = if target.is_empty() { remaining.clone() } else { target };
+                let target = if target.is_empty() {
+                    remaining.clone()
+                } else {
+                    target
+                };
                 move_irq(cfg, irq, &target)?;
                 report.moved.push(irq);
             }
@@ -1038,7 +1104,10 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn desc(&self, device: DeviceId, slot: SlotId, index: u32) -> Result<MsiDesc> {
         let mut cfg = self.config.lock();
         let dd = device_domain(&mut cfg.devices, device, slot)?;
-        dd.descs.get(&index).cloned().ok_or(Error::NotAllocated { index })
+        dd.descs
+            .get(&index)
+            .cloned()
+            .ok_or(Error::NotAllocated { index })
     }
 
     /// Every descriptor of a device domain, in index order.
@@ -1062,7 +1131,11 @@ impl<R: RawMutex> IrqSystem<R> {
             devices: cfg.devices.len() as u32,
             domains: cfg.domains.iter().flatten().count() as u32,
             irqs_allocated: cfg.irqs.len() as u32,
-            irqs_active: cfg.irqs.values().filter(|d| d.effective_cpu.is_some()).count() as u32,
+            irqs_active: cfg
+                .irqs
+                .values()
+                .filter(|d| d.effective_cpu.is_some())
+                .count() as u32,
             irq_numbers_free: cfg.irq_numbers.free_count(),
             spurious: self.table.spurious(),
         }
@@ -1076,11 +1149,20 @@ impl<R: RawMutex> IrqSystem<R> {
         for (i, n) in cfg.domains.iter().enumerate() {
             if let Some(n) = n {
                 let parent = n.parent.map_or(-1, |p| p.0 as i64);
-                let _ = writeln!(out, "domain {i} {} parent {parent} users {}", n.domain.name(), n.users);
+                let _ = writeln!(
+                    out,
+                    "domain {i} {} parent {parent} users {}",
+                    n.domain.name(),
+                    n.users
+                );
             }
         }
         for (id, dev) in &cfg.devices {
-            let _ = writeln!(out, "device {} {} rid {:?}", id.0, dev.name, dev.meta.requester_id);
+            let _ = writeln!(
+                out,
+                "device {} {} rid {:?}",
+                id.0, dev.name, dev.meta.requester_id
+            );
             for (s, dd) in dev.slots.iter().enumerate() {
                 let Some(dd) = dd else { continue };
                 let _ = writeln!(
@@ -1122,8 +1204,8 @@ fn device_domain(
         .get_mut(&device)
         .ok_or(Error::UnknownDevice(device))?
         .slots[slot.idx()]
-        .as_mut()
-        .ok_or(Error::SlotEmpty { device, slot })
+    .as_mut()
+    .ok_or(Error::SlotEmpty { device, slot })
 }
 
 /// The `n`-th CPU of `mask`, wrapping around.
@@ -1140,7 +1222,11 @@ fn nth_cpu(mask: &CpuMask, n: u32) -> u32 {
 fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
     let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
     let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
-    let desc = dd.descs.get(&d.index).expect("allocated irq has a descriptor").clone();
+    let desc = dd
+        .descs
+        .get(&d.index)
+        .expect("allocated irq has a descriptor")
+        .clone();
     if !desc.active {
         return Err(Error::NotActive(irq));
     }
@@ -1157,10 +1243,14 @@ fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
                 Err(e) if done == 0 => return Err(e),
                 Err(e) => {
                     // Move the levels below back to where the irq was.
-                    let old = d.effective_cpu.map_or(desc.affinity.clone(), CpuMask::single);
+                    let old = d
+                        .effective_cpu
+                        .map_or(desc.affinity.clone(), CpuMask::single);
                     let mut back: Option<Composed> = None;
                     for &id in chain[chain.len() - done..].iter().rev() {
-                        back = node(domains, id).set_affinity(irq, &old, back.as_ref()).ok();
+                        back = node(domains, id)
+                            .set_affinity(irq, &old, back.as_ref())
+                            .ok();
                     }
                     return Err(e);
                 }
@@ -1174,7 +1264,9 @@ fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
     let caps = dd.store.caps();
     if composed.msg != desc.msg {
         if let Err(e) = rewrite_live(dd.store.as_mut(), caps, &desc, &composed.msg) {
-            let old = d.effective_cpu.map_or(desc.affinity.clone(), CpuMask::single);
+            let old = d
+                .effective_cpu
+                .map_or(desc.affinity.clone(), CpuMask::single);
             let _ = walk(&mut cfg.domains, &old);
             return Err(e);
         }

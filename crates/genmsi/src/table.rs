@@ -163,13 +163,22 @@ impl IrqTable {
     }
 
     pub(crate) fn register(&self, handler: Box<dyn IrqHandler>) -> Option<HandlerId> {
-        let free = self.handlers.iter().skip(1).position(|h| !h.is_completed())? + 1;
+        let free = self
+            .handlers
+            .iter()
+            .skip(1)
+            .position(|h| !h.is_completed())?
+            + 1;
         self.handlers[free].call_once(|| handler);
         Some(HandlerId(free as u32))
     }
 
     pub(crate) fn has_handler(&self, id: HandlerId) -> bool {
-        id.0 == 0 || self.handlers.get(id.0 as usize).is_some_and(Once::is_completed)
+        id.0 == 0
+            || self
+                .handlers
+                .get(id.0 as usize)
+                .is_some_and(Once::is_completed)
     }
 
     pub(crate) fn set_handler(&self, irq: Irq, id: HandlerId, data: u32) {

@@ -21,12 +21,16 @@ static ALLOC: NoAlloc = NoAlloc;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Names one item of each crate so that they are linked in.
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     let _ = core::hint::black_box(genmsi::Msg::ZERO);
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }

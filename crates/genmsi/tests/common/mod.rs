@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use genmsi::soft::{MemStore, SoftRemap, SoftRoot};
-use genmsi::{DeviceId, DeviceMeta, DomainId, Irq, IrqSystem, Msg, SlotId, StoreCaps, SystemConfig};
+use genmsi::{
+    DeviceId, DeviceMeta, DomainId, Irq, IrqSystem, Msg, SlotId, StoreCaps, SystemConfig,
+};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ impl Machine {
     /// `per_cpu` root vectors per CPU, `entries` remap entries.
     pub fn new(per_cpu: u32, entries: u32) -> Self {
         let sys = IrqSystem::new(SystemConfig::new(CPUS, 4096));
-        let root = sys.add_domain(Box::new(SoftRoot::new(CPUS, per_cpu)), None).unwrap();
+        let root = sys
+            .add_domain(Box::new(SoftRoot::new(CPUS, per_cpu)), None)
+            .unwrap();
         let remap_domain = SoftRemap::new(entries);
         let remap_table = remap_domain.table();
         let remap = sys.add_domain(Box::new(remap_domain), Some(root)).unwrap();
@@ -34,7 +38,12 @@ impl Machine {
     }
 
     pub fn device(&self, name: &str, caps: StoreCaps, parent: DomainId) -> DeviceId {
-        let dev = self.sys.add_device(name, DeviceMeta { requester_id: Some(0x10) });
+        let dev = self.sys.add_device(
+            name,
+            DeviceMeta {
+                requester_id: Some(0x10),
+            },
+        );
         self.sys
             .create_device_domain(dev, SlotId::Default, Box::new(MemStore::new(caps)), parent)
             .unwrap();
@@ -42,7 +51,9 @@ impl Machine {
     }
 
     pub fn store<T>(&self, dev: DeviceId, f: impl FnOnce(&mut MemStore) -> T) -> T {
-        self.sys.with_store::<MemStore, T>(dev, SlotId::Default, f).unwrap()
+        self.sys
+            .with_store::<MemStore, T>(dev, SlotId::Default, f)
+            .unwrap()
     }
 
     /// The device raises `index`: follow the message through remap and root to an irq and
@@ -62,9 +73,14 @@ impl Machine {
     pub fn snapshot(&self, devs: &[DeviceId]) -> String {
         let root = self
             .sys
-            .with_domain::<SoftRoot, _>(self.root, |r| format!("{:?} {:?}", r.used(), r.irqs().collect::<Vec<_>>()))
+            .with_domain::<SoftRoot, _>(self.root, |r| {
+                format!("{:?} {:?}", r.used(), r.irqs().collect::<Vec<_>>())
+            })
             .unwrap();
-        let remap = self.sys.with_domain::<SoftRemap, _>(self.remap, |r| r.free_entries()).unwrap();
+        let remap = self
+            .sys
+            .with_domain::<SoftRemap, _>(self.remap, |r| r.free_entries())
+            .unwrap();
         let stores: Vec<String> = devs
             .iter()
             .map(|&d| self.store(d, |s| format!("{:?} enabled {}", s.slots(), s.enabled)))
