@@ -106,13 +106,14 @@ impl X86 {
     pub fn write(&mut self, msg: &Msg, rid: u16) -> Arrival {
         let (dest, vector) = match MsiFormat::parse(msg) {
             Ok(MsiFormat::Compat(c)) => (c.dest, c.vector),
-            Ok(MsiFormat::Remappable(_)) => {
+            // Anything in the interrupt range with the format bit goes to the remapping unit.
+            _ if msg.address & 0xFFF0_0010 == 0xFEE0_0010 => {
                 match self.unit.lock().unwrap().translate(msg, rid, &self.irt) {
                     Ok(r) => (r.dest, r.vector),
                     Err(f) => return Arrival::Blocked(f),
                 }
             }
-            Err(_) => return Arrival::Dropped,
+            _ => return Arrival::Dropped,
         };
         if !self.online.get(dest as usize).copied().unwrap_or(false) {
             return Arrival::Dropped;
