@@ -215,6 +215,56 @@ pub(crate) fn msg_of(dwords: &[u32; 4]) -> genmsi::Msg {
     genmsi::Msg::new(u64::from(dwords[1]) << 32 | u64::from(dwords[0]), dwords[2])
 }
 
+/// Where a table entry's mask lives: a bit of a dword, with its polarity (MSI-X and the IMS
+/// table have a Mask bit; a queue context has an Interrupt Enable bit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MaskBit {
+    pub(crate) bar: Bar,
+    pub(crate) at: u64,
+    pub(crate) bit: u32,
+    /// True when a set bit means masked.
+    pub(crate) set_masks: bool,
+}
+
+impl MaskBit {
+    pub(crate) fn is_masked<M: Mmio + ?Sized>(&self, mmio: &M) -> Result<bool, MmioError> {
+        let set = mmio.read_u32(self.bar, self.at)? & self.bit != 0;
+        Ok(set == self.set_masks)
+    }
+
+    pub(crate) fn set<M: Mmio + ?Sized>(
+        &self,
+        mmio: &mut M,
+        masked: bool,
+    ) -> Result<(), MmioError> {
+        match masked == self.set_masks {
+            true => modify_u32(mmio, self.bar, self.at, 0, self.bit),
+            false => modify_u32(mmio, self.bar, self.at, self.bit, 0),
+        }
+    }
+}
+
+/// Writes `msg` at `at` (three dwords); when `live` and the entry is unmasked, the entry is
+/// masked around the write, so the function never sends half of an old and half of a new
+/// message.
+pub(crate) fn write_msg_masked<M: Mmio + ?Sized>(
+    mmio: &mut M,
+    at: u64,
+    msg: &genmsi::Msg,
+    mask: MaskBit,
+    live: bool,
+) -> Result<(), MmioError> {
+    let guard = live && !mask.is_masked(mmio)?;
+    if guard {
+        mask.set(mmio, true)?;
+    }
+    write_msg_dwords(mmio, mask.bar, at, msg)?;
+    if guard {
+        mask.set(mmio, false)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 //!    the control register, is written.
 //! 6. `disable()` after the last free masks the table and clears MSI-X Enable.
 
-use crate::bar::{self, Bar, Mmio, MmioError};
+use crate::bar::{self, Bar, MaskBit, Mmio, MmioError};
 use crate::cap::{check_fits, CapError, CapId};
 use crate::config::{set_intx_disable, ConfigError, ConfigSpace};
 use crate::error::{to_core, Reason};
@@ -386,18 +386,22 @@ impl MsixCap {
         Ok(bars.read_u32(self.pba.bar, at)? & bit != 0)
     }
 
+    fn mask_bit(&self, index: u32) -> Result<MaskBit, MsixError> {
+        Ok(MaskBit {
+            bar: self.table.bar,
+            at: self.entry_offset(index)? + field::VECTOR_CONTROL,
+            bit: field::MASK_BIT,
+            set_masks: true,
+        })
+    }
+
     fn set_entry_mask<M: Mmio + ?Sized>(
         &self,
         bars: &mut M,
         index: u32,
         masked: bool,
     ) -> Result<(), MsixError> {
-        let at = self.entry_offset(index)? + field::VECTOR_CONTROL;
-        let (clear, set) = match masked {
-            true => (0, field::MASK_BIT),
-            false => (field::MASK_BIT, 0),
-        };
-        Ok(bar::modify_u32(bars, self.table.bar, at, clear, set)?)
+        Ok(self.mask_bit(index)?.set(bars, masked)?)
     }
 
     /// The device side: the function raises vector `index`. With MSI-X disabled nothing is
@@ -513,17 +517,10 @@ impl<C: ConfigSpace, M: Mmio> MsixStore<C, M> {
             });
         }
         let control = self.cap.read_control(&self.cfg)?;
-        let entry = self.cap.read_entry(&self.bars, index)?;
         // An unmasked live entry must not change under the function's feet (6.1.4.6).
-        let guard = control.enabled() && !control.function_mask() && !entry.masked();
-        if guard {
-            self.cap.set_entry_mask(&mut self.bars, index, true)?;
-        }
-        bar::write_msg_dwords(&mut self.bars, self.cap.table.bar, at, msg)?;
-        if guard {
-            self.cap.set_entry_mask(&mut self.bars, index, false)?;
-        }
-        Ok(())
+        let live = control.enabled() && !control.function_mask();
+        let mask = self.cap.mask_bit(index)?;
+        Ok(bar::write_msg_masked(&mut self.bars, at, msg, mask, live)?)
     }
 
     fn do_unmask(&mut self, index: u32) -> Result<(), MsixError> {
