@@ -256,7 +256,7 @@ impl ListKind for Conventional {
         offset: u16,
     ) -> Result<(Capability, u16), ConfigError> {
         let id = cfg.read_u8(offset)?;
-        let next = cfg.read_u8(offset + field::NEXT)? & field::POINTER_MASK;
+        let next = cfg.read_u8(offset.saturating_add(field::NEXT))? & field::POINTER_MASK;
         let cap = Capability {
             id: id.into(),
             offset,

@@ -300,39 +300,38 @@ impl MsiCap {
 
     /// Message Control's offset.
     pub const fn control(&self) -> u16 {
-        self.offset + field::CONTROL
+        self.offset.saturating_add(field::CONTROL)
     }
     /// Message Address's offset.
     pub const fn address(&self) -> u16 {
-        self.offset + field::ADDRESS
+        self.offset.saturating_add(field::ADDRESS)
     }
     /// Message Upper Address's offset, on 64-bit functions.
     pub const fn address_hi(&self) -> Option<u16> {
         match self.features.addr64 {
-            true => Some(self.offset + field::ADDRESS_HI),
+            true => Some(self.offset.saturating_add(field::ADDRESS_HI)),
             false => None,
         }
     }
     /// Message Data's offset.
     pub const fn data(&self) -> u16 {
-        self.offset
-            + match self.features.addr64 {
-                true => field::DATA_64,
-                false => field::DATA_32,
-            }
+        self.offset.saturating_add(match self.features.addr64 {
+            true => field::DATA_64,
+            false => field::DATA_32,
+        })
     }
     /// Mask Bits' offset, with per-vector masking.
     pub const fn mask_bits(&self) -> Option<u16> {
         match (self.features.per_vector_mask, self.features.addr64) {
             (false, _) => None,
-            (true, false) => Some(self.offset + field::MASK_32),
-            (true, true) => Some(self.offset + field::MASK_64),
+            (true, false) => Some(self.offset.saturating_add(field::MASK_32)),
+            (true, true) => Some(self.offset.saturating_add(field::MASK_64)),
         }
     }
     /// Pending Bits' offset, with per-vector masking.
     pub const fn pending_bits(&self) -> Option<u16> {
         match self.mask_bits() {
-            Some(m) => Some(m + field::PENDING_AFTER_MASK),
+            Some(m) => Some(m.saturating_add(field::PENDING_AFTER_MASK)),
             None => None,
         }
     }

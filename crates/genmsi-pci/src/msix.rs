@@ -333,7 +333,7 @@ impl MsixCap {
 
     /// Message Control's offset.
     pub const fn control(&self) -> u16 {
-        self.offset + field::CONTROL
+        self.offset.saturating_add(field::CONTROL)
     }
 
     /// Reads Message Control.

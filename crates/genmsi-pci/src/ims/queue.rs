@@ -70,22 +70,28 @@ impl QueueContexts {
                 value: self.interrupt,
             });
         }
-        if self.interrupt + field::BLOCK_SIZE > self.stride {
+        if self.interrupt.saturating_add(field::BLOCK_SIZE) > self.stride {
             return Err(ImsError::BadLayout { value: self.stride });
         }
-        let len = u64::from(self.queues) * self.stride;
+        let len = u64::from(self.queues)
+            .checked_mul(self.stride)
+            .ok_or(ImsError::BadLayout { value: self.stride })?;
         check_region(bars, self.bar, self.base, len)
     }
 
     /// The offset of `queue`'s interrupt block.
     pub fn block(&self, queue: u32) -> Result<u64, ImsError> {
-        match queue < self.queues {
-            true => Ok(self.base + u64::from(queue) * self.stride + self.interrupt),
-            false => Err(ImsError::QueueOutOfRange {
+        if queue >= self.queues {
+            return Err(ImsError::QueueOutOfRange {
                 queue: u64::from(queue),
                 queues: self.queues,
-            }),
+            });
         }
+        u64::from(queue)
+            .checked_mul(self.stride)
+            .and_then(|at| at.checked_add(self.base))
+            .and_then(|at| at.checked_add(self.interrupt))
+            .ok_or(ImsError::BadLayout { value: self.stride })
     }
 
     /// Reads `queue`'s interrupt block.

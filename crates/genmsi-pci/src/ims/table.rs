@@ -115,13 +115,15 @@ impl ImsTable {
 
     /// Entry `index`'s offset in the BAR.
     pub fn entry_offset(&self, index: u32) -> Result<u64, ImsError> {
-        match index < self.entries {
-            true => Ok(self.offset + u64::from(index) * field::ENTRY_SIZE),
-            false => Err(ImsError::IndexOutOfRange {
+        if index >= self.entries {
+            return Err(ImsError::IndexOutOfRange {
                 index,
                 size: self.entries,
-            }),
+            });
         }
+        self.offset
+            .checked_add(u64::from(index) * field::ENTRY_SIZE)
+            .ok_or(ImsError::BadLayout { value: self.offset })
     }
 
     /// Reads entry `index`.
