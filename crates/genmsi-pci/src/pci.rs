@@ -103,7 +103,12 @@ impl fmt::Debug for PciAddress {
 }
 
 /// A PCI function registered with an [`IrqSystem`]: its device id, its address, and handles
-/// to its configuration space and BARs (cloned into the stores created for it).
+/// to its configuration space and BARs.
+///
+/// The handles are cloned into the stores created for the function, so a clone must reach the
+/// same device memory (a mapped BAR, a simulator's shared region). The byte-array
+/// implementations ([`ByteConfig`](crate::ByteConfig), [`ByteBars`](crate::ByteBars)) clone
+/// into independent copies: enough for one store, not for two that share a BAR.
 #[derive(Clone, Debug)]
 pub struct PciDevice<C, M> {
     /// The core's device id.
