@@ -344,6 +344,11 @@ fn alloc_block<R: RawMutex>(
         })
 }
 
+/// The offset of capability `id`, which the function must have.
+fn find_cap<C: ConfigSpace>(config: &C, id: CapId) -> Result<u16, PciError> {
+    cap::find(config, id)?.ok_or(PciError::NoCapability { id })
+}
+
 fn alloc_msix<R, C, M>(
     sys: &IrqSystem<R>,
     dev: &PciDevice<C, M>,
@@ -357,8 +362,7 @@ where
     C: ConfigSpace + Clone + Send + 'static,
     M: Mmio + Clone + Send + 'static,
 {
-    let offset =
-        cap::find(&dev.config, CapId::MsiX)?.ok_or(PciError::NoCapability { id: CapId::MsiX })?;
+    let offset = find_cap(&dev.config, CapId::MsiX)?;
     let store = MsixStore::new(dev.config.clone(), dev.bars.clone(), offset)?;
     let available = store.cap().table_size;
     if available < min {
@@ -386,8 +390,7 @@ where
     R: RawMutex,
     C: ConfigSpace + Clone + Send + 'static,
 {
-    let offset =
-        cap::find(&dev.config, CapId::Msi)?.ok_or(PciError::NoCapability { id: CapId::Msi })?;
+    let offset = find_cap(&dev.config, CapId::Msi)?;
     let available = MsiStore::new(dev.config.clone(), offset)?
         .cap()
         .features

@@ -157,17 +157,20 @@ fn nic_msix_enable_sequence_and_table_bytes() {
     }
 }
 
+/// The MSI-only controller at 00:1f.2, and its configuration space.
+fn sata(m: &Machine) -> (PciDevice<Config, Bars>, Config) {
+    let (config, bars) = device_memory(msi64_config(), ByteBars::new());
+    let address = PciAddress::new(0, 0x1F, 2);
+    (
+        pci_add_device(&m.sys, "sata", address, config.clone(), bars),
+        config,
+    )
+}
+
 #[test]
 fn msi_64bit_with_per_vector_masking_takes_a_block_of_4() {
     let m = Machine::new();
-    let (config, bars) = device_memory(msi64_config(), ByteBars::new());
-    let dev = pci_add_device(
-        &m.sys,
-        "sata",
-        PciAddress::new(0, 0x1F, 2),
-        config.clone(),
-        bars,
-    );
+    let (dev, config) = sata(&m);
     let opts = AllocOpts::default();
     let got = pci_alloc_irq_vectors(&m.sys, &dev, m.remap, 1..=4, IrqTypes::ALL, &opts, None);
     let IrqVectors::Msi(irqs) = got.unwrap() else {
@@ -224,14 +227,7 @@ fn msi_block_needs_a_parent_that_composes_one_falls_back_to_fewer() {
     // Without remapping, each irq gets its own CPU address and its irq number as data: no
     // block of 4 fits MSI, and the convenience halves down to one vector.
     let m = Machine::new();
-    let (config, bars) = device_memory(msi64_config(), ByteBars::new());
-    let dev = pci_add_device(
-        &m.sys,
-        "sata",
-        PciAddress::new(0, 0x1F, 2),
-        config.clone(),
-        bars,
-    );
+    let (dev, config) = sata(&m);
     let opts = AllocOpts::default();
     let got = pci_alloc_irq_vectors(&m.sys, &dev, m.root, 1..=4, IrqTypes::MSI, &opts, None);
     let IrqVectors::Msi(irqs) = got.unwrap() else {
