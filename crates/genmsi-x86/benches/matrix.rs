@@ -33,11 +33,13 @@ impl Matrix for LinuxMatrix {
     }
 }
 
-/// A machine of `cpus` CPUs filled to about half its vectors, and the seeded stream of
-/// operations: allocate on `mask`, free a random earlier allocation.
+/// A machine of `cpus` CPUs filled to about half its vectors (seeded: a random quarter of
+/// the first fill is freed again), then the stream of operations: allocate on `mask`, free the
+/// allocation made 64 steps earlier.
 struct Workload<M: Matrix> {
     m: M,
     live: Vec<(u32, Vector)>,
+    recent: std::collections::VecDeque<(u32, Vector)>,
     seed: u64,
 }
 
@@ -46,12 +48,18 @@ impl<M: Matrix> Workload<M> {
         let mut w = Workload {
             m,
             live: Vec::new(),
+            recent: Default::default(),
             seed: 0x2545_F491_4F6C_DD1D,
         };
         let all = CpuMask::first_n(cpus);
-        for _ in 0..cpus * 100 {
+        for _ in 0..cpus * 130 {
             let t = w.m.alloc(&all).unwrap();
             w.live.push(t);
+        }
+        for _ in 0..cpus * 30 {
+            let i = (w.next() % w.live.len() as u64) as usize;
+            let (cpu, v) = w.live.swap_remove(i);
+            w.m.free(cpu, v);
         }
         w
     }
@@ -66,10 +74,11 @@ impl<M: Matrix> Workload<M> {
     /// One allocation on `mask` and one free: the steady state of a busy machine.
     fn step(&mut self, mask: &CpuMask) {
         let t = self.m.alloc(mask).unwrap();
-        self.live.push(t);
-        let i = (self.next() % self.live.len() as u64) as usize;
-        let (cpu, v) = self.live.swap_remove(i);
-        self.m.free(cpu, v);
+        self.recent.push_back(t);
+        if self.recent.len() > 64 {
+            let (cpu, v) = self.recent.pop_front().unwrap();
+            self.m.free(cpu, v);
+        }
     }
 }
 

@@ -190,10 +190,16 @@ impl Domain for SoftRoot {
 /// A translating middle level (shaped like interrupt remapping): it owns a table of entries,
 /// composes `SOFT_REMAP_BASE | entry << 4` for its child, and keeps its parent's message in the
 /// entry. The table is shared ([`SoftRemap::table`]) so delivery can translate lock-free.
+///
+/// With [`SoftRemap::with_subhandles`], the irqs of a block allocation (multi-message MSI) get
+/// the messages such a device needs: one address naming the block's first entry and the
+/// offset in the block as data (`entry = address entry + data`), like VT-d's subhandles.
 #[derive(Debug)]
 pub struct SoftRemap {
     entries: RangeAllocator,
-    irqs: BTreeMap<Irq, u32>,
+    /// irq -> (its entry, its offset in a block composed with subhandles)
+    irqs: BTreeMap<Irq, (u32, u32)>,
+    subhandles: bool,
     table: Arc<[AtomicU64]>,
     /// Failure injection.
     pub faults: Faults,
@@ -209,9 +215,22 @@ impl SoftRemap {
         SoftRemap {
             entries: RangeAllocator::new(entries),
             irqs: BTreeMap::new(),
+            subhandles: false,
             table: (0..entries).map(|_| AtomicU64::new(0)).collect(),
             faults: Faults::default(),
         }
+    }
+
+    /// Composes block allocations with subhandles: every irq of the block gets the block's
+    /// address, and its offset in the block as data.
+    pub fn with_subhandles(mut self) -> Self {
+        self.subhandles = true;
+        self
+    }
+
+    /// The message this level composes for an irq bound to `entry` at `sub` in its block.
+    fn compose(entry: u32, sub: u32) -> Msg {
+        Msg::new(SOFT_REMAP_BASE | u64::from(entry - sub) << 4, sub)
     }
 
     /// The entry table, for lock-free translation.
@@ -229,8 +248,9 @@ impl SoftRemap {
         if msg.address & !0xF_FFF0 != SOFT_REMAP_BASE {
             return None;
         }
+        let entry = ((msg.address >> 4) & 0xFFFF).checked_add(u64::from(msg.data))?;
         let e = table
-            .get(((msg.address >> 4) & 0xFFFF) as usize)?
+            .get(usize::try_from(entry).ok()?)?
             .load(Ordering::Acquire);
         (e & SOFT_REMAP_PRESENT != 0)
             .then(|| Msg::new(SOFT_ROOT_BASE | ((e >> 32) & 0xFFFF) << 12, e as u32))
@@ -259,14 +279,19 @@ impl Domain for SoftRemap {
             .alloc(count, align)
             .ok_or(Error::NoRemapEntries { requested: count })?;
         for (i, r) in req.irqs.iter().enumerate() {
-            self.irqs.insert(r.irq, first + i as u32);
+            let sub = if req.block && self.subhandles {
+                i as u32
+            } else {
+                0
+            };
+            self.irqs.insert(r.irq, (first + i as u32, sub));
         }
         Ok(())
     }
 
     fn free(&mut self, irqs: &[Irq]) {
         for irq in irqs {
-            if let Some(e) = self.irqs.remove(irq) {
+            if let Some((e, _)) = self.irqs.remove(irq) {
                 self.table[e as usize].store(0, Ordering::Release);
                 self.entries.release(e, 1).expect("entry was allocated");
             }
@@ -279,7 +304,7 @@ impl Domain for SoftRemap {
             "soft-remap",
             "injected activate failure",
         )?;
-        let &entry = self.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let &(entry, sub) = self.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
         let p = parent.ok_or(Error::Domain {
             domain: "soft-remap",
             reason: "needs a parent",
@@ -290,14 +315,11 @@ impl Domain for SoftRemap {
         })?;
         let e = SOFT_REMAP_PRESENT | u64::from(cpu) << 32 | u64::from(p.msg.data);
         self.table[entry as usize].store(e, Ordering::Release);
-        Ok(Composed::new(
-            Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
-            p.effective_cpu,
-        ))
+        Ok(Composed::new(Self::compose(entry, sub), p.effective_cpu))
     }
 
     fn deactivate(&mut self, irq: Irq) {
-        if let Some(&e) = self.irqs.get(&irq) {
+        if let Some(&(e, _)) = self.irqs.get(&irq) {
             self.table[e as usize].store(0, Ordering::Release);
         }
     }
@@ -317,11 +339,11 @@ impl Domain for SoftRemap {
     }
 
     fn compose_msg(&self, irq: Irq, parent: Option<&Composed>) -> Option<Composed> {
-        let &entry = self.irqs.get(&irq)?;
+        let &(entry, sub) = self.irqs.get(&irq)?;
         let present = self.table[entry as usize].load(Ordering::Acquire) & SOFT_REMAP_PRESENT != 0;
         present.then(|| {
             Composed::new(
-                Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
+                Self::compose(entry, sub),
                 parent.and_then(|p| p.effective_cpu),
             )
         })

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Machine, CPUS};
-use genmsi::soft::{MemStore, SoftRemap, SoftRoot};
+use genmsi::soft::{MemStore, SoftRemap, SoftRoot, SOFT_REMAP_BASE};
 use genmsi::{
     AllocOpts, CpuMask, Delivery, DeviceMeta, Error, Irq, Msg, SlotId, StoreCaps, Unsupported,
 };
@@ -217,6 +217,32 @@ fn multi_message_block_gets_an_aligned_remap_block() {
     );
     for (i, &irq) in irqs.iter().enumerate() {
         assert_eq!(m.raise(dev, i as u32), Some(irq));
+    }
+}
+
+#[test]
+fn multi_message_block_with_subhandles_differs_only_in_low_data_bits() {
+    let m = Machine::new(16, 64);
+    let remap = SoftRemap::new(64).with_subhandles();
+    let table = remap.table();
+    let remap = m.sys.add_domain(Box::new(remap), Some(m.root)).unwrap();
+    let filler = m.device("filler", msix(4), remap);
+    m.sys.alloc_at(filler, D, 0, &AllocOpts::default()).unwrap();
+    let dev = m.device("msi", msi_multi(8), remap);
+    let irqs = m
+        .sys
+        .alloc_range(dev, D, 0, 4, &AllocOpts::default())
+        .unwrap();
+    let msgs: Vec<Msg> = (0..4).map(|i| m.store(dev, |s| s.slots()[i].msg)).collect();
+    for (i, msg) in msgs.iter().enumerate() {
+        assert_eq!(
+            msg.address,
+            SOFT_REMAP_BASE | 4 << 4,
+            "the block starts at 4"
+        );
+        assert_eq!(msg.data, i as u32);
+        let root_msg = SoftRemap::translate(&table, msg).unwrap();
+        assert_eq!(SoftRoot::decode(&root_msg).unwrap().0, irqs[i]);
     }
 }
 

@@ -30,6 +30,8 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     let _ = core::hint::black_box(genmsi::Msg::ZERO);
+    let _ = core::hint::black_box(genmsi_pci::PciAddress::new(0, 0, 0));
+    let _ = core::hint::black_box(genmsi_x86::Vector::FIRST_EXTERNAL);
     loop {
         core::hint::spin_loop();
     }
