@@ -1,0 +1,15 @@
+//! The checks, grouped into suites; each QEMU configuration of the runner runs one suite.
+
+mod boot;
+
+use crate::Args;
+
+/// Runs the suite named by `args`.
+pub fn run(args: &Args) {
+    match args.suite.as_str() {
+        "boot" => boot::run(args),
+        other => {
+            crate::check!("suite known", false, "no suite named {other:?}");
+        }
+    }
+}
