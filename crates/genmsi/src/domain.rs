@@ -19,7 +19,7 @@
 //!    message it holds changes.
 //! 4. `deactivate` and `free` run top down, the mirror of the above.
 
-use crate::{CpuMask, DeviceId, Irq, Msg, Result};
+use crate::{CpuMask, DeviceId, Irq, Msg, Result, StoreCaps};
 use core::any::Any;
 
 /// Identifies a domain registered with an [`IrqSystem`](crate::IrqSystem).
@@ -46,6 +46,9 @@ pub struct IrqRequest {
     /// Kernel-managed: the affinity is fixed, resources are reserved per CPU of the mask and the
     /// irq is shut down when its CPUs go offline.
     pub managed: bool,
+    /// The source is level-triggered (an IO-APIC pin wired to a level line); the message must
+    /// say so, so that the CPU acknowledges the source on end of interrupt.
+    pub level: bool,
 }
 
 /// An allocation request as a domain sees it.
@@ -60,6 +63,11 @@ pub struct AllocRequest<'a> {
     /// The irqs form one power-of-two block whose messages may differ only in the low data
     /// bits (multi-message MSI): the domain must allocate its resource as one aligned block.
     pub block: bool,
+    /// What the device's store can do.
+    pub store: StoreCaps,
+    /// This domain is the device domain's immediate parent: the message it composes is what
+    /// the device writes, with no translator in between.
+    pub direct: bool,
 }
 
 /// What a level hands to the level above it on activation.
@@ -69,6 +77,21 @@ pub struct Composed {
     pub msg: Msg,
     /// The CPU the interrupt will arrive on, when this level knows it (the root does).
     pub effective_cpu: Option<u32>,
+    /// A message the store must hold before `msg`, when a store that cannot update its message
+    /// atomically moves in two steps: every mix of the old, interim and new halves it may send
+    /// meanwhile must still arrive somewhere valid.
+    pub interim: Option<Msg>,
+}
+
+impl Composed {
+    /// A composed message without an interim step.
+    pub const fn new(msg: Msg, effective_cpu: Option<u32>) -> Self {
+        Composed {
+            msg,
+            effective_cpu,
+            interim: None,
+        }
+    }
 }
 
 /// One level of an interrupt domain hierarchy (see the module docs for the walk).

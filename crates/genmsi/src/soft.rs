@@ -94,10 +94,10 @@ impl SoftRoot {
     }
 
     fn compose(irq: Irq, cpu: u32) -> Composed {
-        Composed {
-            msg: Msg::new(SOFT_ROOT_BASE | u64::from(cpu) << 12, irq.0),
-            effective_cpu: Some(cpu),
-        }
+        Composed::new(
+            Msg::new(SOFT_ROOT_BASE | u64::from(cpu) << 12, irq.0),
+            Some(cpu),
+        )
     }
 }
 
@@ -290,10 +290,10 @@ impl Domain for SoftRemap {
         })?;
         let e = SOFT_REMAP_PRESENT | u64::from(cpu) << 32 | u64::from(p.msg.data);
         self.table[entry as usize].store(e, Ordering::Release);
-        Ok(Composed {
-            msg: Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
-            effective_cpu: p.effective_cpu,
-        })
+        Ok(Composed::new(
+            Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
+            p.effective_cpu,
+        ))
     }
 
     fn deactivate(&mut self, irq: Irq) {
@@ -319,9 +319,11 @@ impl Domain for SoftRemap {
     fn compose_msg(&self, irq: Irq, parent: Option<&Composed>) -> Option<Composed> {
         let &entry = self.irqs.get(&irq)?;
         let present = self.table[entry as usize].load(Ordering::Acquire) & SOFT_REMAP_PRESENT != 0;
-        present.then(|| Composed {
-            msg: Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
-            effective_cpu: parent.and_then(|p| p.effective_cpu),
+        present.then(|| {
+            Composed::new(
+                Msg::new(SOFT_REMAP_BASE | u64::from(entry) << 4, 0),
+                parent.and_then(|p| p.effective_cpu),
+            )
         })
     }
 }

@@ -81,6 +81,12 @@ pub trait MsgStore: core::any::Any + Send {
     /// Called after the last index was freed.
     fn disable(&mut self) {}
 
+    /// True when `index` is wired to a level-triggered source.
+    fn is_level(&self, index: u32) -> bool {
+        let _ = index;
+        false
+    }
+
     /// True when the device latched an interrupt for a masked `index` (a PBA bit).
     fn is_pending(&self, index: u32) -> bool {
         let _ = index;

@@ -258,18 +258,22 @@ fn deactivate_irq(
     }
 }
 
-/// Writes a new message into a live slot, masked if the store needs it.
+/// Writes a new message into a live slot: masked if the store needs it, through the interim
+/// message first when the root asks for a two-step move.
 fn rewrite_live(
     store: &mut dyn MsgStore,
     caps: StoreCaps,
     desc: &MsiDesc,
-    msg: &Msg,
+    composed: &Composed,
 ) -> Result<()> {
     let guard = caps.write_masked && caps.per_vector_mask && !desc.masked;
     if guard {
         store.mask(desc.index)?;
     }
-    let written = store.write_msg(desc.index, msg);
+    let written = composed
+        .interim
+        .map_or(Ok(()), |m| store.write_msg(desc.index, &m))
+        .and_then(|()| store.write_msg(desc.index, &composed.msg));
     if guard {
         store.unmask(desc.index)?;
     }
@@ -682,6 +686,7 @@ impl<R: RawMutex> IrqSystem<R> {
                     false => affinity.clone(),
                 },
                 managed: opts.managed,
+                level: dd.store.is_level(first + i),
             })
             .collect();
         let irqs: Vec<Irq> = requests.iter().map(|r| r.irq).collect();
@@ -694,13 +699,15 @@ impl<R: RawMutex> IrqSystem<R> {
         // 3. Parent domains, root first; on failure free the levels done, top down.
         let parent = dd.parent;
         let chain = chain_of(&cfg.domains, parent);
-        let req = AllocRequest {
-            device,
-            meta: &meta,
-            irqs: &requests,
-            block: caps.block_only,
-        };
         for (done, &id) in chain.iter().rev().enumerate() {
+            let req = AllocRequest {
+                device,
+                meta: &meta,
+                irqs: &requests,
+                block: caps.block_only,
+                store: caps,
+                direct: id == parent,
+            };
             if let Err(e) = node(&mut cfg.domains, id).alloc(&req) {
                 for &id in chain[chain.len() - done..].iter() {
                     node(&mut cfg.domains, id).free(&irqs);
@@ -862,6 +869,7 @@ impl<R: RawMutex> IrqSystem<R> {
                 index,
                 affinity: desc.affinity.clone(),
                 managed: desc.managed,
+                level: dd.store.is_level(index),
             });
         }
         let irqs: Vec<Irq> = requests.iter().map(|r| r.irq).collect();
@@ -1263,7 +1271,7 @@ fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
     let composed = walk(&mut cfg.domains, target)?;
     let caps = dd.store.caps();
     if composed.msg != desc.msg {
-        if let Err(e) = rewrite_live(dd.store.as_mut(), caps, &desc, &composed.msg) {
+        if let Err(e) = rewrite_live(dd.store.as_mut(), caps, &desc, &composed) {
             let old = d
                 .effective_cpu
                 .map_or(desc.affinity.clone(), CpuMask::single);
