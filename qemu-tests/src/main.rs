@@ -11,7 +11,9 @@
 extern crate alloc;
 
 mod boot;
+mod counts;
 mod cpu;
+mod devices;
 mod lapic;
 mod mmio;
 mod pci;

@@ -143,3 +143,29 @@ pub fn find(vendor: u16, device: u16, skip: usize) -> Option<PciFunction> {
         .filter(|f| f.ids() == (vendor, device))
         .nth(skip)
 }
+
+/// Capability id of MSI.
+pub const CAP_MSI: u8 = 0x05;
+/// Capability id of MSI-X.
+pub const CAP_MSIX: u8 = 0x11;
+
+impl PciFunction {
+    /// The config offset of the first capability with `id`, walking the capability list.
+    pub fn find_capability(&self, id: u8) -> Option<u16> {
+        // Status bit 4: the capability list exists.
+        if self.read16(0x06) & (1 << 4) == 0 {
+            return None;
+        }
+        let mut ptr = u16::from(self.read8(0x34) & 0xfc);
+        for _ in 0..48 {
+            if ptr == 0 {
+                return None;
+            }
+            if self.read8(ptr) == id {
+                return Some(ptr);
+            }
+            ptr = u16::from(self.read8(ptr + 1) & 0xfc);
+        }
+        None
+    }
+}

@@ -1,6 +1,7 @@
 //! The checks, grouped into suites; each QEMU configuration of the runner runs one suite.
 
 mod boot;
+mod devices;
 
 use crate::Args;
 
@@ -8,6 +9,7 @@ use crate::Args;
 pub fn run(args: &Args) {
     match args.suite.as_str() {
         "boot" => boot::run(args),
+        "devices" => devices::run(args),
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
