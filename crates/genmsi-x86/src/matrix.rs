@@ -1,0 +1,905 @@
+//! The vector matrix: which of each CPU's 256 vectors are in use, and where to put the next one.
+//!
+//! Every CPU has its own vector space (SDM Vol. 3A 11.8: 256 vectors, 0..=31 exceptions). The
+//! matrix hands out the allocatable range `first..end` (by default 0x20..0xEC, below the system
+//! vectors), minus vectors reserved on every CPU ([`VectorMatrix::reserve_system`]).
+//!
+//! Allocation picks, among the online CPUs of the requested mask, the one with the most
+//! available vectors, the lowest-numbered on a tie: the Linux rule, so the balance is the same.
+//! Linux finds that CPU by scanning every CPU of the mask (8,192 visits per allocation on a
+//! big machine with a machine-wide mask). Here a max tree over the CPUs' available counts answers
+//! "leftmost maximum in CPUs a..=b" in O(log n): a single CPU, a node (a contiguous block) and
+//! the whole machine are one range query; an irregular mask is split into its runs of
+//! consecutive CPUs, one query each. An allocation or free updates one leaf and its ancestors.
+//!
+//! The matrix also does what the x86 vector code needs around allocation:
+//! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
+//!   available total; the real vector is assigned at activation by `alloc(.., reserved: true)`.
+//!   The count never exceeds what is available, so activation cannot fail for lack of vectors;
+//! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
+//!   CPU of a mask; only [`VectorMatrix::alloc_managed`] takes it and only
+//!   [`VectorMatrix::remove_managed`] gives it back;
+//! - **CPU offline/online**: an offline CPU is never chosen and its available vectors leave the
+//!   global total.
+
+use crate::apic::Vector;
+use alloc::vec::Vec;
+use genmsi::CpuMask;
+
+/// Errors of the matrix. Every one leaves the matrix unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MatrixError {
+    /// No online CPU of the mask has an available vector.
+    NoVectors {
+        /// The mask asked for.
+        cpus: CpuMask,
+    },
+    /// Reservations would exceed the available vectors.
+    ReservationsExhausted {
+        /// Vectors available machine-wide.
+        available: u32,
+    },
+    /// No managed vector reserved on any online CPU of the mask is free.
+    NoManagedVector {
+        /// The mask asked for.
+        cpus: CpuMask,
+    },
+    /// A CPU number beyond the matrix.
+    NoSuchCpu(u32),
+    /// The vector is not allocated on that CPU (a double free).
+    NotAllocated {
+        /// The CPU.
+        cpu: u32,
+        /// The vector.
+        vector: Vector,
+    },
+    /// A vector outside the allocatable range.
+    NotAllocatable(Vector),
+}
+
+impl From<MatrixError> for genmsi::Error {
+    fn from(e: MatrixError) -> Self {
+        match e {
+            MatrixError::NoVectors { cpus } | MatrixError::NoManagedVector { cpus } => {
+                genmsi::Error::NoVectors { cpus }
+            }
+            MatrixError::ReservationsExhausted { .. } => genmsi::Error::NoVectors {
+                cpus: CpuMask::empty(),
+            },
+            MatrixError::NoSuchCpu(_) => genmsi::Error::EmptyAffinity,
+            MatrixError::NotAllocated { .. } | MatrixError::NotAllocatable(_) => {
+                genmsi::Error::Domain {
+                    domain: "vector",
+                    reason: "vector bookkeeping mismatch",
+                }
+            }
+        }
+    }
+}
+
+/// A 256-bit set of vectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VectorSet([u64; 4]);
+
+impl VectorSet {
+    pub(crate) fn contains(&self, v: u8) -> bool {
+        self.0[usize::from(v / 64)] & (1 << (v % 64)) != 0
+    }
+    pub(crate) fn insert(&mut self, v: u8) {
+        self.0[usize::from(v / 64)] |= 1 << (v % 64);
+    }
+    pub(crate) fn remove(&mut self, v: u8) {
+        self.0[usize::from(v / 64)] &= !(1 << (v % 64));
+    }
+    fn union(&self, o: &VectorSet) -> VectorSet {
+        VectorSet(core::array::from_fn(|i| self.0[i] | o.0[i]))
+    }
+    fn minus(&self, o: &VectorSet) -> VectorSet {
+        VectorSet(core::array::from_fn(|i| self.0[i] & !o.0[i]))
+    }
+    /// The lowest member in `first..end`.
+    fn first_in(&self, first: u8, end: u16) -> Option<u8> {
+        (u16::from(first)..end)
+            .step_by(1)
+            .find(|&v| self.contains(v as u8))
+            .map(|v| v as u8)
+    }
+    /// The lowest non-member in `first..end`.
+    fn first_free(&self, first: u8, end: u16) -> Option<u8> {
+        let mut v = u16::from(first);
+        while v < end {
+            let word = self.0[usize::from(v / 64)] >> (v % 64);
+            let skip = (!word).trailing_zeros() as u16;
+            if skip == 0 {
+                return Some(v as u8);
+            }
+            v += skip.min(64 - v % 64);
+        }
+        None
+    }
+}
+
+/// The vectors of one CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CpuVectors {
+    pub(crate) online: bool,
+    /// Vectors handed out (managed or not).
+    pub(crate) alloc: VectorSet,
+    /// Vectors set aside for managed irqs.
+    pub(crate) managed: VectorSet,
+    /// Vectors available for ordinary allocation.
+    pub(crate) available: u32,
+    /// Ordinary vectors allocated.
+    pub(crate) allocated: u32,
+    /// Managed vectors set aside.
+    pub(crate) managed_reserved: u32,
+    /// Managed vectors allocated.
+    pub(crate) managed_allocated: u32,
+}
+
+/// Sizes of the allocatable range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixConfig {
+    /// First allocatable vector.
+    pub first: Vector,
+    /// One past the last allocatable vector (0x100 for all).
+    pub end: u16,
+}
+
+impl Default for MatrixConfig {
+    /// 0x20..0xEC: above the exceptions, below the system vectors (local timer 0xEC, IPIs,
+    /// error and spurious at the top), as on Linux.
+    fn default() -> Self {
+        MatrixConfig {
+            first: Vector::FIRST_EXTERNAL,
+            end: 0xEC,
+        }
+    }
+}
+
+/// The per-CPU vector bookkeeping shared by [`VectorMatrix`] and the reference
+/// [`LinuxMatrix`](crate::reference::LinuxMatrix): they differ only in how the CPU is chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Vectors {
+    pub(crate) cfg: MatrixConfig,
+    pub(crate) cpus: Vec<CpuVectors>,
+    pub(crate) system: VectorSet,
+    pub(crate) global_available: u32,
+    pub(crate) global_reserved: u32,
+    pub(crate) total_allocated: u32,
+}
+
+impl Vectors {
+    pub(crate) fn new(nr_cpus: u32, cfg: MatrixConfig) -> Self {
+        let per_cpu = u32::from(cfg.end.saturating_sub(u16::from(cfg.first.0)));
+        let cpu = CpuVectors {
+            online: true,
+            available: per_cpu,
+            ..CpuVectors::default()
+        };
+        Vectors {
+            cfg,
+            cpus: alloc::vec![cpu; nr_cpus as usize],
+            system: VectorSet::default(),
+            global_available: per_cpu * nr_cpus,
+            global_reserved: 0,
+            total_allocated: 0,
+        }
+    }
+
+    fn used(&self, cpu: usize) -> VectorSet {
+        let c = &self.cpus[cpu];
+        c.alloc.union(&c.managed).union(&self.system)
+    }
+
+    /// Takes the lowest free vector on `cpu` (which has one: `available > 0`).
+    pub(crate) fn take(&mut self, cpu: u32, reserved: bool) -> Vector {
+        let v = self
+            .used(cpu as usize)
+            .first_free(self.cfg.first.0, self.cfg.end)
+            .expect("available > 0 means a free vector");
+        self.take_vector(cpu, v, reserved)
+    }
+
+    /// The lowest vector free on both CPUs.
+    pub(crate) fn common_free(&self, a: u32, b: u32) -> Option<u8> {
+        self.used(a as usize)
+            .union(&self.used(b as usize))
+            .first_free(self.cfg.first.0, self.cfg.end)
+    }
+
+    /// Takes vector `v` on `cpu` (free there: the caller checked).
+    pub(crate) fn take_vector(&mut self, cpu: u32, v: u8, reserved: bool) -> Vector {
+        let c = &mut self.cpus[cpu as usize];
+        c.alloc.insert(v);
+        c.allocated += 1;
+        c.available -= 1;
+        if c.online {
+            self.global_available -= 1;
+        }
+        self.total_allocated += 1;
+        if reserved {
+            self.global_reserved = self.global_reserved.saturating_sub(1);
+        }
+        Vector(v)
+    }
+
+    pub(crate) fn check_cpu(&self, cpu: u32) -> Result<(), MatrixError> {
+        if (cpu as usize) < self.cpus.len() {
+            Ok(())
+        } else {
+            Err(MatrixError::NoSuchCpu(cpu))
+        }
+    }
+
+    /// Returns a vector; the caller updates its CPU index afterwards.
+    pub(crate) fn release(
+        &mut self,
+        cpu: u32,
+        v: Vector,
+        managed: bool,
+    ) -> Result<(), MatrixError> {
+        self.check_cpu(cpu)?;
+        if u16::from(v.0) >= self.cfg.end || v.0 < self.cfg.first.0 {
+            return Err(MatrixError::NotAllocatable(v));
+        }
+        let online = self.cpus[cpu as usize].online;
+        let c = &mut self.cpus[cpu as usize];
+        if !c.alloc.contains(v.0) || c.managed.contains(v.0) != managed {
+            return Err(MatrixError::NotAllocated { cpu, vector: v });
+        }
+        c.alloc.remove(v.0);
+        if managed {
+            c.managed_allocated -= 1;
+        } else {
+            c.allocated -= 1;
+            c.available += 1;
+            if online {
+                self.global_available += 1;
+            }
+        }
+        self.total_allocated -= 1;
+        Ok(())
+    }
+
+    pub(crate) fn reserve(&mut self) -> Result<(), MatrixError> {
+        if self.global_reserved >= self.global_available {
+            return Err(MatrixError::ReservationsExhausted {
+                available: self.global_available,
+            });
+        }
+        self.global_reserved += 1;
+        Ok(())
+    }
+
+    /// Sets a vector aside on every CPU of `mask`; all or nothing. Returns the CPUs touched.
+    pub(crate) fn reserve_managed(&mut self, mask: &CpuMask) -> Result<Vec<u32>, MatrixError> {
+        let mut done: Vec<(u32, u8)> = Vec::new();
+        for cpu in mask.iter() {
+            let free = (cpu as usize) < self.cpus.len() && self.cpus[cpu as usize].available > 0;
+            let v = free
+                .then(|| {
+                    self.used(cpu as usize)
+                        .first_free(self.cfg.first.0, self.cfg.end)
+                })
+                .flatten();
+            let Some(v) = v else {
+                for (cpu, v) in done {
+                    self.unreserve_managed_vector(cpu, v);
+                }
+                return Err(MatrixError::NoVectors { cpus: mask.clone() });
+            };
+            let c = &mut self.cpus[cpu as usize];
+            c.managed.insert(v);
+            c.managed_reserved += 1;
+            c.available -= 1;
+            if c.online {
+                self.global_available -= 1;
+            }
+            done.push((cpu, v));
+        }
+        Ok(done.into_iter().map(|(c, _)| c).collect())
+    }
+
+    fn unreserve_managed_vector(&mut self, cpu: u32, v: u8) {
+        let c = &mut self.cpus[cpu as usize];
+        c.managed.remove(v);
+        c.managed_reserved -= 1;
+        c.available += 1;
+        if c.online {
+            self.global_available += 1;
+        }
+    }
+
+    /// Gives back one unallocated managed vector on every CPU of `mask`. Returns the CPUs touched.
+    pub(crate) fn remove_managed(&mut self, mask: &CpuMask) -> Vec<u32> {
+        let mut touched = Vec::new();
+        let nr = self.cpus.len();
+        for cpu in mask.iter().filter(|&c| (c as usize) < nr) {
+            let c = &self.cpus[cpu as usize];
+            let spare = c
+                .managed
+                .minus(&c.alloc)
+                .first_in(self.cfg.first.0, self.cfg.end);
+            if let Some(v) = spare {
+                self.unreserve_managed_vector(cpu, v);
+                touched.push(cpu);
+            }
+        }
+        touched
+    }
+
+    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        let best = mask
+            .iter()
+            .filter(|&c| (c as usize) < self.cpus.len())
+            .filter_map(|cpu| {
+                let c = &self.cpus[cpu as usize];
+                let spare = c
+                    .managed
+                    .minus(&c.alloc)
+                    .first_in(self.cfg.first.0, self.cfg.end)?;
+                c.online.then_some((c.managed_allocated, cpu, spare))
+            })
+            .min();
+        let (_, cpu, v) = best.ok_or(MatrixError::NoManagedVector { cpus: mask.clone() })?;
+        let c = &mut self.cpus[cpu as usize];
+        c.alloc.insert(v);
+        c.managed_allocated += 1;
+        self.total_allocated += 1;
+        Ok((cpu, Vector(v)))
+    }
+
+    pub(crate) fn set_online(&mut self, cpu: u32, online: bool) -> Result<bool, MatrixError> {
+        self.check_cpu(cpu)?;
+        let c = &mut self.cpus[cpu as usize];
+        if c.online == online {
+            return Ok(false);
+        }
+        c.online = online;
+        if online {
+            self.global_available += c.available;
+        } else {
+            self.global_available -= c.available;
+        }
+        Ok(true)
+    }
+
+    /// Takes `v` out of the allocatable range on every CPU (an IPI or other system vector).
+    /// Fails if any CPU already uses it.
+    pub(crate) fn reserve_system(&mut self, v: Vector) -> Result<(), MatrixError> {
+        if u16::from(v.0) >= self.cfg.end || v.0 < self.cfg.first.0 {
+            return Err(MatrixError::NotAllocatable(v));
+        }
+        if self.system.contains(v.0) {
+            return Ok(());
+        }
+        if let Some(cpu) = (0..self.cpus.len()).find(|&c| self.used(c).contains(v.0)) {
+            return Err(MatrixError::NotAllocated {
+                cpu: cpu as u32,
+                vector: v,
+            });
+        }
+        self.system.insert(v.0);
+        for c in &mut self.cpus {
+            c.available -= 1;
+            if c.online {
+                self.global_available -= 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The balancing vector allocator (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorMatrix {
+    v: Vectors,
+    /// Max tree over `key(cpu)`: leaves at `size..size + n`, padding leaves are -1.
+    tree: Vec<i32>,
+    size: usize,
+}
+
+impl VectorMatrix {
+    /// `nr_cpus` CPUs, all online, with the default allocatable range.
+    pub fn new(nr_cpus: u32) -> Self {
+        Self::with_config(nr_cpus, MatrixConfig::default())
+    }
+
+    /// `nr_cpus` CPUs, all online, with the allocatable range of `cfg`.
+    pub fn with_config(nr_cpus: u32, cfg: MatrixConfig) -> Self {
+        let size = (nr_cpus as usize).next_power_of_two().max(1);
+        let mut m = VectorMatrix {
+            v: Vectors::new(nr_cpus, cfg),
+            tree: alloc::vec![-1; 2 * size],
+            size,
+        };
+        for cpu in 0..nr_cpus {
+            m.tree[size + cpu as usize] = m.key(cpu);
+        }
+        for i in (1..size).rev() {
+            m.tree[i] = m.tree[2 * i].max(m.tree[2 * i + 1]);
+        }
+        m
+    }
+
+    fn key(&self, cpu: u32) -> i32 {
+        let c = &self.v.cpus[cpu as usize];
+        if c.online {
+            c.available as i32
+        } else {
+            -1
+        }
+    }
+
+    fn update(&mut self, cpu: u32) {
+        let mut i = self.size + cpu as usize;
+        self.tree[i] = self.key(cpu);
+        while i > 1 {
+            i /= 2;
+            self.tree[i] = self.tree[2 * i].max(self.tree[2 * i + 1]);
+        }
+    }
+
+    /// The leftmost CPU of `lo..=hi` with the largest key, and that key.
+    fn best_in(&self, lo: u32, hi: u32) -> Option<(i32, u32)> {
+        let hi = hi.min(self.v.cpus.len() as u32 - 1);
+        if lo > hi {
+            return None;
+        }
+        let (mut l, mut r) = (self.size + lo as usize, self.size + hi as usize + 1);
+        let mut best: Option<(i32, usize)> = None;
+        let mut right = [0usize; 64];
+        let mut nr = 0;
+        let consider = |best: &mut Option<(i32, usize)>, node: usize| {
+            if best.is_none_or(|(v, _)| self.tree[node] > v) {
+                *best = Some((self.tree[node], node));
+            }
+        };
+        while l < r {
+            if l & 1 == 1 {
+                consider(&mut best, l);
+                l += 1;
+            }
+            if r & 1 == 1 {
+                r -= 1;
+                right[nr] = r;
+                nr += 1;
+            }
+            l /= 2;
+            r /= 2;
+        }
+        for &node in right[..nr].iter().rev() {
+            consider(&mut best, node);
+        }
+        let (value, mut node) = best?;
+        while node < self.size {
+            node = if self.tree[2 * node] == value {
+                2 * node
+            } else {
+                2 * node + 1
+            };
+        }
+        Some((value, (node - self.size) as u32))
+    }
+
+    /// The CPU an allocation over `mask` would use.
+    pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
+        let best = match mask.as_range() {
+            Some((lo, hi)) => self.best_in(lo, hi),
+            None => {
+                let mut best: Option<(i32, u32)> = None;
+                let mut cpu = mask.first();
+                while let Some(lo) = cpu {
+                    let mut hi = lo;
+                    while hi + 1 < self.v.cpus.len() as u32 && mask.contains(hi + 1) {
+                        hi += 1;
+                    }
+                    if let Some(b) = self.best_in(lo, hi) {
+                        if best.is_none_or(|(v, _)| b.0 > v) {
+                            best = Some(b);
+                        }
+                    }
+                    cpu = mask.next_from(hi + 1);
+                }
+                best
+            }
+        };
+        best.filter(|&(v, _)| v > 0).map(|(_, cpu)| cpu)
+    }
+
+    /// Allocates a vector on the online CPU of `mask` with the most available vectors.
+    /// `reserved`: the vector was counted by [`VectorMatrix::reserve`] before.
+    pub fn alloc(&mut self, mask: &CpuMask, reserved: bool) -> Result<(u32, Vector), MatrixError> {
+        let cpu = self
+            .best_cpu(mask)
+            .ok_or_else(|| MatrixError::NoVectors { cpus: mask.clone() })?;
+        let v = self.v.take(cpu, reserved);
+        self.update(cpu);
+        Ok((cpu, v))
+    }
+
+    /// Allocates one vector number on the best online CPU of `mask` that is also free on
+    /// `also_on`, and takes it on both: the interim target of a two-step move (the device may
+    /// send the new vector to the old CPU for a moment, and it must land on nothing else there).
+    pub fn alloc_pair(
+        &mut self,
+        mask: &CpuMask,
+        also_on: u32,
+    ) -> Result<(u32, Vector), MatrixError> {
+        self.v.check_cpu(also_on)?;
+        let none = || MatrixError::NoVectors { cpus: mask.clone() };
+        let cpu = self.best_cpu(mask).ok_or_else(none)?;
+        if cpu == also_on || self.v.cpus[also_on as usize].available == 0 {
+            return Err(none());
+        }
+        let v = self.v.common_free(cpu, also_on).ok_or_else(none)?;
+        self.v.take_vector(cpu, v, false);
+        self.v.take_vector(also_on, v, false);
+        self.update(cpu);
+        self.update(also_on);
+        Ok((cpu, Vector(v)))
+    }
+
+    /// Returns a vector (`managed`: it came from [`VectorMatrix::alloc_managed`]).
+    pub fn free(&mut self, cpu: u32, vector: Vector, managed: bool) -> Result<(), MatrixError> {
+        self.v.release(cpu, vector, managed)?;
+        self.update(cpu);
+        Ok(())
+    }
+
+    /// Counts one vector for a later `alloc(.., reserved: true)`, without assigning it.
+    pub fn reserve(&mut self) -> Result<(), MatrixError> {
+        self.v.reserve()
+    }
+
+    /// Drops a reservation that will not be activated.
+    pub fn remove_reserved(&mut self) {
+        self.v.global_reserved = self.v.global_reserved.saturating_sub(1);
+    }
+
+    /// Sets one vector aside on every CPU of `mask` for a managed irq; all or nothing.
+    pub fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
+        for cpu in self.v.reserve_managed(mask)? {
+            self.update(cpu);
+        }
+        Ok(())
+    }
+
+    /// Gives back the managed reservation of every CPU of `mask`.
+    pub fn remove_managed(&mut self, mask: &CpuMask) {
+        for cpu in self.v.remove_managed(mask) {
+            self.update(cpu);
+        }
+    }
+
+    /// Allocates a reserved managed vector on the CPU of `mask` with the fewest managed
+    /// vectors in use.
+    pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        self.v.alloc_managed(mask)
+    }
+
+    /// Takes `vector` away from allocation on every CPU.
+    pub fn reserve_system(&mut self, vector: Vector) -> Result<(), MatrixError> {
+        self.v.reserve_system(vector)?;
+        for cpu in 0..self.v.cpus.len() as u32 {
+            self.update(cpu);
+        }
+        Ok(())
+    }
+
+    /// Takes `cpu` offline: it is no longer chosen; its vectors stay as they are.
+    pub fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        if self.v.set_online(cpu, false)? {
+            self.update(cpu);
+        }
+        Ok(())
+    }
+
+    /// Brings `cpu` back online.
+    pub fn online(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        if self.v.set_online(cpu, true)? {
+            self.update(cpu);
+        }
+        Ok(())
+    }
+
+    /// Number of CPUs.
+    pub fn nr_cpus(&self) -> u32 {
+        self.v.cpus.len() as u32
+    }
+
+    /// Vectors of `cpu` available for ordinary allocation.
+    pub fn available(&self, cpu: u32) -> u32 {
+        self.v.cpus.get(cpu as usize).map_or(0, |c| c.available)
+    }
+
+    /// Ordinary vectors allocated on `cpu`.
+    pub fn allocated(&self, cpu: u32) -> u32 {
+        self.v.cpus.get(cpu as usize).map_or(0, |c| c.allocated)
+    }
+
+    /// Managed vectors (reserved, allocated) on `cpu`.
+    pub fn managed(&self, cpu: u32) -> (u32, u32) {
+        self.v
+            .cpus
+            .get(cpu as usize)
+            .map_or((0, 0), |c| (c.managed_reserved, c.managed_allocated))
+    }
+
+    /// True when `vector` is allocated on `cpu`.
+    pub fn is_allocated(&self, cpu: u32, vector: Vector) -> bool {
+        self.v
+            .cpus
+            .get(cpu as usize)
+            .is_some_and(|c| c.alloc.contains(vector.0))
+    }
+
+    /// True when `cpu` is online.
+    pub fn is_online(&self, cpu: u32) -> bool {
+        self.v.cpus.get(cpu as usize).is_some_and(|c| c.online)
+    }
+
+    /// Vectors available on online CPUs, machine-wide.
+    pub fn global_available(&self) -> u32 {
+        self.v.global_available
+    }
+
+    /// Outstanding reservations.
+    pub fn global_reserved(&self) -> u32 {
+        self.v.global_reserved
+    }
+
+    /// Vectors allocated, machine-wide (managed included).
+    pub fn total_allocated(&self) -> u32 {
+        self.v.total_allocated
+    }
+
+    /// The spread of available vectors over the online CPUs of `mask`: max - min.
+    pub fn spread(&self, mask: &CpuMask) -> u32 {
+        spread(mask.iter().filter_map(|c| {
+            let cpu = self.v.cpus.get(c as usize)?;
+            cpu.online.then_some(cpu.available)
+        }))
+    }
+
+    /// Checks the internal invariants (counts against bitmaps, the tree against the counts).
+    /// Costs O(CPUs); for tests and debugging dumps.
+    pub fn check(&self) -> Result<(), &'static str> {
+        check_vectors(&self.v)?;
+        for cpu in 0..self.v.cpus.len() as u32 {
+            if self.tree[self.size + cpu as usize] != self.key(cpu) {
+                return Err("tree leaf differs from the CPU's available count");
+            }
+        }
+        for i in 1..self.size {
+            if self.tree[i] != self.tree[2 * i].max(self.tree[2 * i + 1]) {
+                return Err("tree node is not the max of its children");
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn spread(values: impl Iterator<Item = u32>) -> u32 {
+    let (lo, hi) = values.fold((u32::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    hi.saturating_sub(lo)
+}
+
+pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
+    let per_cpu = u32::from(v.cfg.end - u16::from(v.cfg.first.0));
+    let system = (u16::from(v.cfg.first.0)..v.cfg.end)
+        .filter(|&x| v.system.contains(x as u8))
+        .count() as u32;
+    let mut global = 0;
+    let mut total = 0;
+    for c in &v.cpus {
+        let count = |s: &VectorSet| (0..=255u8).filter(|&x| s.contains(x)).count() as u32;
+        let managed_alloc = count(&VectorSet(core::array::from_fn(|i| {
+            c.alloc.0[i] & c.managed.0[i]
+        })));
+        if count(&c.managed) != c.managed_reserved || managed_alloc != c.managed_allocated {
+            return Err("managed counts differ from the bitmaps");
+        }
+        if count(&c.alloc) != c.allocated + c.managed_allocated {
+            return Err("allocated count differs from the bitmap");
+        }
+        if c.available + c.allocated + c.managed_reserved + system != per_cpu {
+            return Err("available + allocated + managed + system != allocatable");
+        }
+        if c.online {
+            global += c.available;
+        }
+        total += c.allocated + c.managed_allocated;
+    }
+    if global != v.global_available || total != v.total_allocated {
+        return Err("global counts differ from the per-CPU counts");
+    }
+    if v.global_reserved > v.global_available {
+        return Err("reservations exceed the available vectors");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PER_CPU: u32 = 0xEC - 0x20;
+
+    #[test]
+    fn fresh_matrix_counts() {
+        let m = VectorMatrix::new(4);
+        assert_eq!(m.available(0), PER_CPU);
+        assert_eq!(m.global_available(), 4 * PER_CPU);
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn picks_the_emptiest_cpu_leftmost_on_ties() {
+        let mut m = VectorMatrix::new(4);
+        let all = CpuMask::first_n(4);
+        let got: Vec<u32> = (0..8).map(|_| m.alloc(&all, false).unwrap().0).collect();
+        assert_eq!(got, [0, 1, 2, 3, 0, 1, 2, 3]);
+        assert_eq!(
+            m.alloc(&CpuMask::single(2), false).unwrap(),
+            (2, Vector(0x22))
+        );
+        assert_eq!(m.alloc(&CpuMask::from_cpus([1, 2, 3]), false).unwrap().0, 1);
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn exhaustion_is_typed_and_changes_nothing() {
+        let mut m = VectorMatrix::new(2);
+        let mask = CpuMask::single(1);
+        for _ in 0..PER_CPU {
+            m.alloc(&mask, false).unwrap();
+        }
+        let before = m.clone();
+        assert_eq!(
+            m.alloc(&mask, false),
+            Err(MatrixError::NoVectors { cpus: mask.clone() })
+        );
+        assert_eq!(m, before);
+        assert_eq!(m.alloc(&CpuMask::first_n(2), false).unwrap().0, 0);
+    }
+
+    #[test]
+    fn free_everything_returns_to_the_initial_counts() {
+        let mut m = VectorMatrix::new(8);
+        let initial = m.clone();
+        let mut got = Vec::new();
+        for i in 0..500u32 {
+            got.push(m.alloc(&CpuMask::range(i % 3, 7), false).unwrap());
+        }
+        m.reserve_managed(&CpuMask::range(2, 5)).unwrap();
+        let managed = m.alloc_managed(&CpuMask::range(2, 5)).unwrap();
+        m.check().unwrap();
+        m.free(managed.0, managed.1, true).unwrap();
+        m.remove_managed(&CpuMask::range(2, 5));
+        for (cpu, v) in got {
+            m.free(cpu, v, false).unwrap();
+        }
+        assert_eq!(m, initial);
+        assert_eq!(
+            m.free(0, Vector(0x20), false),
+            Err(MatrixError::NotAllocated {
+                cpu: 0,
+                vector: Vector(0x20)
+            })
+        );
+        assert_eq!(
+            m.free(0, Vector(0xF0), false),
+            Err(MatrixError::NotAllocatable(Vector(0xF0)))
+        );
+    }
+
+    #[test]
+    fn reservations_never_overcommit() {
+        let mut m = VectorMatrix::with_config(
+            2,
+            MatrixConfig {
+                first: Vector(0x20),
+                end: 0x24,
+            },
+        );
+        for _ in 0..8 {
+            m.reserve().unwrap();
+        }
+        assert_eq!(
+            m.reserve(),
+            Err(MatrixError::ReservationsExhausted { available: 8 })
+        );
+        // Every reservation can be activated.
+        for _ in 0..8 {
+            m.alloc(&CpuMask::first_n(2), true).unwrap();
+        }
+        assert_eq!(m.global_reserved(), 0);
+        assert_eq!(m.global_available(), 0);
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn managed_vectors_are_never_given_away() {
+        let mut m = VectorMatrix::with_config(
+            1,
+            MatrixConfig {
+                first: Vector(0x20),
+                end: 0x24,
+            },
+        );
+        let cpu0 = CpuMask::single(0);
+        m.reserve_managed(&cpu0).unwrap();
+        m.reserve_managed(&cpu0).unwrap();
+        assert_eq!(m.available(0), 2);
+        m.alloc(&cpu0, false).unwrap();
+        m.alloc(&cpu0, false).unwrap();
+        assert!(
+            m.alloc(&cpu0, false).is_err(),
+            "the managed two are not handed out"
+        );
+        let a = m.alloc_managed(&cpu0).unwrap();
+        let b = m.alloc_managed(&cpu0).unwrap();
+        assert_ne!(a, b);
+        assert!(m.alloc_managed(&cpu0).is_err());
+        assert_eq!(m.managed(0), (2, 2));
+        assert_eq!(
+            m.free(0, a.1, false),
+            Err(MatrixError::NotAllocated {
+                cpu: 0,
+                vector: a.1
+            })
+        );
+        m.free(0, a.1, true).unwrap();
+        assert!(
+            m.alloc(&cpu0, false).is_err(),
+            "a freed managed vector stays reserved"
+        );
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn managed_reservation_is_all_or_nothing() {
+        let mut m = VectorMatrix::with_config(
+            3,
+            MatrixConfig {
+                first: Vector(0x20),
+                end: 0x22,
+            },
+        );
+        m.alloc(&CpuMask::single(2), false).unwrap();
+        m.alloc(&CpuMask::single(2), false).unwrap();
+        let before = m.clone();
+        assert!(m.reserve_managed(&CpuMask::first_n(3)).is_err());
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn offline_cpus_are_never_chosen() {
+        let mut m = VectorMatrix::new(4);
+        m.offline(0).unwrap();
+        assert_eq!(m.global_available(), 3 * PER_CPU);
+        for _ in 0..10 {
+            assert_ne!(m.alloc(&CpuMask::first_n(4), false).unwrap().0, 0);
+        }
+        assert!(m.alloc(&CpuMask::single(0), false).is_err());
+        m.online(0).unwrap();
+        assert_eq!(m.alloc(&CpuMask::first_n(4), false).unwrap().0, 0);
+        assert_eq!(m.offline(9), Err(MatrixError::NoSuchCpu(9)));
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn system_vectors_are_skipped_everywhere() {
+        let mut m = VectorMatrix::new(2);
+        m.reserve_system(Vector(0x20)).unwrap();
+        assert_eq!(
+            m.alloc(&CpuMask::single(1), false).unwrap(),
+            (1, Vector(0x21))
+        );
+        assert_eq!(m.available(0), PER_CPU - 1);
+        assert!(m.reserve_system(Vector(0x21)).is_err(), "in use on CPU 1");
+        m.check().unwrap();
+    }
+}

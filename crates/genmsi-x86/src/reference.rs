@@ -1,0 +1,71 @@
+//! The Linux vector-matrix algorithm, for comparison: the same per-CPU bookkeeping as
+//! [`VectorMatrix`](crate::VectorMatrix), but the CPU is chosen by scanning every CPU of the mask
+//! for the largest available count (`matrix_find_best_cpu` in Linux `kernel/irq/matrix.c`).
+//!
+//! Benchmarks and balance tests run both side by side on the same workload.
+
+use crate::apic::Vector;
+use crate::matrix::{check_vectors, spread, MatrixConfig, MatrixError, Vectors};
+use genmsi::CpuMask;
+
+/// The reference allocator (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxMatrix {
+    v: Vectors,
+}
+
+impl LinuxMatrix {
+    /// `nr_cpus` CPUs, all online, default allocatable range.
+    pub fn new(nr_cpus: u32) -> Self {
+        LinuxMatrix {
+            v: Vectors::new(nr_cpus, MatrixConfig::default()),
+        }
+    }
+
+    /// The scan: the first online CPU of `mask` with the strictly largest available count.
+    pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
+        let mut best = None;
+        let mut max = 0;
+        for cpu in mask.iter() {
+            let Some(c) = self.v.cpus.get(cpu as usize) else {
+                break;
+            };
+            if c.online && c.available > max {
+                max = c.available;
+                best = Some(cpu);
+            }
+        }
+        best
+    }
+
+    /// Allocates on the CPU [`LinuxMatrix::best_cpu`] picks.
+    pub fn alloc(&mut self, mask: &CpuMask, reserved: bool) -> Result<(u32, Vector), MatrixError> {
+        let cpu = self
+            .best_cpu(mask)
+            .ok_or_else(|| MatrixError::NoVectors { cpus: mask.clone() })?;
+        Ok((cpu, self.v.take(cpu, reserved)))
+    }
+
+    /// Returns a vector.
+    pub fn free(&mut self, cpu: u32, vector: Vector, managed: bool) -> Result<(), MatrixError> {
+        self.v.release(cpu, vector, managed)
+    }
+
+    /// Vectors of `cpu` available for ordinary allocation.
+    pub fn available(&self, cpu: u32) -> u32 {
+        self.v.cpus.get(cpu as usize).map_or(0, |c| c.available)
+    }
+
+    /// The spread of available vectors over the online CPUs of `mask`.
+    pub fn spread(&self, mask: &CpuMask) -> u32 {
+        spread(mask.iter().filter_map(|c| {
+            let cpu = self.v.cpus.get(c as usize)?;
+            cpu.online.then_some(cpu.available)
+        }))
+    }
+
+    /// Checks the counts against the bitmaps.
+    pub fn check(&self) -> Result<(), &'static str> {
+        check_vectors(&self.v)
+    }
+}

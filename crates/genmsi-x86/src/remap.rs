@@ -1,0 +1,430 @@
+//! The VT-d interrupt-remapping domain, and the remapping unit's side of the same formats.
+//!
+//! [`IrDomain`] sits between a device domain and the [`VectorDomain`](crate::VectorDomain):
+//!
+//! 1. `alloc` takes handles in the remap table: one per irq, or one aligned power-of-two block
+//!    for multi-message MSI (the device adds its index to the subhandle).
+//! 2. `activate` reads its parent's compatibility message (vector, destination, trigger),
+//!    writes a present IRTE with the device's requester id as source check, invalidates the
+//!    interrupt entry cache for that index, and composes the remappable-format message.
+//! 3. `set_affinity` rewrites the IRTE in place from the parent's new message and invalidates:
+//!    the device's message does not change, so a device never sees a torn update.
+//! 4. `deactivate` clears the present bit (and invalidates); `free` returns the handles.
+//!
+//! The table memory and the invalidation queue are traits ([`IrteTable`], [`Invalidate`]) so
+//! the same domain runs over a simulated IOMMU and over real VT-d registers.
+//!
+//! [`IrUnit`] is the hardware side: it decodes a message write with its requester id, reads
+//! the IRTE through its entry cache, checks it and yields the interrupt or a [`FaultReason`].
+
+use crate::apic::{DeliveryMode, DestMode, Trigger, Vector};
+use crate::irte::{FaultReason, InvDescriptor, Irte};
+use crate::msi::{MsiFormat, RemappableMsi};
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use genmsi::range::RangeAllocator;
+use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, Msg, Result};
+
+/// The remap table's memory, as the remapping domain writes it.
+pub trait IrteTable: Send {
+    /// Number of entries (the table size programmed in IRTA).
+    fn len(&self) -> u32;
+    /// True when the table has no entries.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Writes entry `index`. An implementation must make the hardware see either the old or the
+    /// new entry (a 128-bit atomic store, or: high quadword first when the entry becomes
+    /// present, low quadword first when it stops being present).
+    fn write(&mut self, index: u32, entry: [u64; 2]);
+    /// Reads entry `index`.
+    fn read(&self, index: u32) -> [u64; 2];
+}
+
+/// Executes invalidation requests (a queued-invalidation ring and a wait descriptor on real
+/// hardware). Returns when the invalidation has completed.
+pub trait Invalidate: Send {
+    /// Invalidates the interrupt entry cache as `desc` says.
+    fn invalidate(&mut self, desc: InvDescriptor) -> core::result::Result<(), &'static str>;
+}
+
+/// A remap table in shared memory (an `Arc` of atomics): the domain writes it, a simulated
+/// remapping unit reads it without any lock.
+#[derive(Clone, Debug)]
+pub struct SharedIrteTable(Arc<[AtomicU64]>);
+
+impl SharedIrteTable {
+    /// A table of `entries` zeroed entries.
+    pub fn new(entries: u32) -> Self {
+        SharedIrteTable(
+            (0..entries as usize * 2)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl IrteTable for SharedIrteTable {
+    fn len(&self) -> u32 {
+        (self.0.len() / 2) as u32
+    }
+
+    fn write(&mut self, index: u32, entry: [u64; 2]) {
+        let (lo, hi) = (&self.0[index as usize * 2], &self.0[index as usize * 2 + 1]);
+        if entry[0] & 1 != 0 {
+            hi.store(entry[1], Ordering::Release);
+            lo.store(entry[0], Ordering::Release);
+        } else {
+            lo.store(entry[0], Ordering::Release);
+            hi.store(entry[1], Ordering::Release);
+        }
+    }
+
+    fn read(&self, index: u32) -> [u64; 2] {
+        let i = index as usize * 2;
+        match (self.0.get(i), self.0.get(i + 1)) {
+            (Some(lo), Some(hi)) => [lo.load(Ordering::Acquire), hi.load(Ordering::Acquire)],
+            _ => [0, 0],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct IrData {
+    /// The IRTE index.
+    index: u32,
+    /// The handle and subhandle the device's message carries.
+    handle: u16,
+    subhandle: u16,
+    /// First entry and size of the block this irq's handles came in.
+    block: (u32, u32),
+    sid: Option<u16>,
+    level: bool,
+    active: bool,
+}
+
+/// The VT-d interrupt-remapping domain (see the module docs).
+pub struct IrDomain<T: IrteTable, I: Invalidate> {
+    table: T,
+    inval: I,
+    handles: RangeAllocator,
+    x2apic: bool,
+    irqs: BTreeMap<Irq, IrData>,
+    /// Live irqs per block (block start -> count), so padding entries go back with the last one.
+    blocks: BTreeMap<u32, u32>,
+    invalidations: u64,
+}
+
+impl<T: IrteTable, I: Invalidate> core::fmt::Debug for IrDomain<T, I> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IrDomain")
+            .field("entries", &self.table.len())
+            .field("free", &self.handles.free_count())
+            .field("x2apic", &self.x2apic)
+            .field("invalidations", &self.invalidations)
+            .finish()
+    }
+}
+
+impl<T: IrteTable + 'static, I: Invalidate + 'static> IrDomain<T, I> {
+    /// A domain over `table`; `x2apic` selects the extended-interrupt-mode destination format.
+    pub fn new(table: T, inval: I, x2apic: bool) -> Self {
+        let handles = RangeAllocator::new(table.len().min(1 << 16));
+        IrDomain {
+            table,
+            inval,
+            handles,
+            x2apic,
+            irqs: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            invalidations: 0,
+        }
+    }
+
+    /// Entries still free.
+    pub fn free_entries(&self) -> u32 {
+        self.handles.free_count()
+    }
+
+    /// Invalidations issued so far.
+    pub fn invalidations(&self) -> u64 {
+        self.invalidations
+    }
+
+    /// The IRTE index of an irq.
+    pub fn entry_of(&self, irq: Irq) -> Option<u32> {
+        self.irqs.get(&irq).map(|d| d.index)
+    }
+
+    /// The table memory.
+    pub fn table(&self) -> &T {
+        &self.table
+    }
+
+    /// The invalidation sink.
+    pub fn invalidator(&mut self) -> &mut I {
+        &mut self.inval
+    }
+
+    fn write(&mut self, index: u32, raw: [u64; 2]) -> Result<()> {
+        self.table.write(index, raw);
+        self.invalidations += 1;
+        self.inval
+            .invalidate(InvDescriptor::IecIndex {
+                index: index as u16,
+                mask: 0,
+            })
+            .map_err(|reason| Error::Domain {
+                domain: "vt-d",
+                reason,
+            })
+    }
+
+    /// The remappable message for an irq. Level-triggered sources (IO-APIC pins) get SHV clear
+    /// and the entry's vector in data bits 7:0, which the hardware ignores without SHV: the
+    /// IO-APIC copies it into its entry's vector field, which it matches against the vector of
+    /// an end-of-interrupt to clear Remote IRR.
+    fn msg(d: &IrData, vector: Vector) -> Msg {
+        let mut m = RemappableMsi {
+            handle: d.handle,
+            subhandle: (!d.level).then_some(d.subhandle),
+        }
+        .emit();
+        if d.level {
+            m.data = u32::from(vector.0);
+        }
+        m
+    }
+
+    fn program(&mut self, irq: Irq, parent: Option<&Composed>) -> Result<Composed> {
+        let d = *self.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let p = parent.ok_or(Error::Domain {
+            domain: "vt-d",
+            reason: "remapping needs a parent domain",
+        })?;
+        let Ok(MsiFormat::Compat(c)) = MsiFormat::parse(&p.msg) else {
+            return Err(Error::Domain {
+                domain: "vt-d",
+                reason: "parent message is not in compatibility format",
+            });
+        };
+        let mut e = Irte::new(
+            c.vector,
+            c.dest,
+            Trigger::from_bit(d.level || c.trigger.is_level()),
+            d.sid,
+        );
+        e.delivery = c.delivery;
+        e.dest_mode = c.dest_mode;
+        e.redirection_hint = c.redirection_hint;
+        let raw = e.emit(self.x2apic).map_err(|_| Error::Domain {
+            domain: "vt-d",
+            reason: "destination APIC id needs x2APIC (extended interrupt) mode",
+        })?;
+        self.write(d.index, raw)?;
+        self.irqs.get_mut(&irq).expect("checked").active = true;
+        Ok(Composed::new(Self::msg(&d, c.vector), p.effective_cpu))
+    }
+}
+
+impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> {
+    fn name(&self) -> &'static str {
+        "vt-d"
+    }
+
+    fn alloc(&mut self, req: &AllocRequest<'_>) -> Result<()> {
+        let n = req.irqs.len() as u32;
+        let (count, align) = match req.block {
+            true => (n.next_power_of_two(), n.next_power_of_two()),
+            false => (n, 1),
+        };
+        if count > 1 << 15 {
+            return Err(Error::NoRemapEntries { requested: count });
+        }
+        let first = self
+            .handles
+            .alloc(count, align)
+            .ok_or(Error::NoRemapEntries { requested: count })?;
+        self.blocks.insert(first, n);
+        for (i, r) in req.irqs.iter().enumerate() {
+            let index = first + i as u32;
+            let (handle, subhandle) = match req.block {
+                true => (first as u16, i as u16),
+                false => (index as u16, 0),
+            };
+            self.irqs.insert(
+                r.irq,
+                IrData {
+                    index,
+                    handle,
+                    subhandle,
+                    block: (first, count),
+                    sid: req.meta.requester_id,
+                    level: r.level,
+                    active: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn free(&mut self, irqs: &[Irq]) {
+        for irq in irqs {
+            let Some(d) = self.irqs.remove(irq) else {
+                continue;
+            };
+            if d.active {
+                // Deactivation normally cleared it; never leave a present entry behind.
+                let _ = self.write(d.index, Irte::NOT_PRESENT);
+            }
+            let (first, count) = d.block;
+            let live = self.blocks.get_mut(&first).expect("block is tracked");
+            *live -= 1;
+            if *live == 0 {
+                self.blocks.remove(&first);
+                self.handles
+                    .release(first, count)
+                    .expect("the block was allocated");
+            }
+        }
+    }
+
+    fn activate(&mut self, irq: Irq, parent: Option<&Composed>) -> Result<Composed> {
+        self.program(irq, parent)
+    }
+
+    fn deactivate(&mut self, irq: Irq) {
+        if let Some(d) = self.irqs.get_mut(&irq) {
+            d.active = false;
+            let index = d.index;
+            // A failed invalidation cannot be undone here; the entry is not present either way.
+            let _ = self.write(index, Irte::NOT_PRESENT);
+        }
+    }
+
+    fn set_affinity(
+        &mut self,
+        irq: Irq,
+        _: &CpuMask,
+        parent: Option<&Composed>,
+    ) -> Result<Composed> {
+        self.program(irq, parent)
+    }
+
+    fn compose_msg(&self, irq: Irq, parent: Option<&Composed>) -> Option<Composed> {
+        let d = self.irqs.get(&irq)?;
+        let raw = self.table.read(d.index);
+        let vector = Irte::parse(raw, self.x2apic).ok()?.vector;
+        d.active
+            .then(|| Composed::new(Self::msg(d, vector), parent.and_then(|p| p.effective_cpu)))
+    }
+}
+
+/// An interrupt as the remapping unit hands it to the CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Remapped {
+    /// The IRTE index used (None for a compatibility-format pass-through).
+    pub index: Option<u32>,
+    /// Vector.
+    pub vector: Vector,
+    /// Destination APIC id.
+    pub dest: u32,
+    /// Destination mode.
+    pub dest_mode: DestMode,
+    /// Delivery mode.
+    pub delivery: DeliveryMode,
+    /// Trigger mode.
+    pub trigger: Trigger,
+}
+
+/// The remapping unit's side (a hardware model for simulators and tests): entry cache,
+/// translation, faults.
+#[derive(Debug, Default)]
+pub struct IrUnit {
+    /// Cached entries, dropped by invalidation: a domain that forgets to invalidate is caught
+    /// delivering through a stale entry.
+    cache: BTreeMap<u32, [u64; 2]>,
+    /// Extended interrupt mode (x2APIC destinations).
+    pub x2apic: bool,
+    /// Compatibility-format interrupts pass through (GSTS.CFIS set); blocked otherwise.
+    pub allow_compat: bool,
+    /// Faults recorded (index when known, reason).
+    pub faults: Vec<(Option<u32>, FaultReason)>,
+}
+
+impl IrUnit {
+    /// A unit with an empty cache.
+    pub fn new(x2apic: bool, allow_compat: bool) -> Self {
+        IrUnit {
+            x2apic,
+            allow_compat,
+            ..IrUnit::default()
+        }
+    }
+
+    /// Executes an invalidation descriptor.
+    pub fn invalidate(&mut self, desc: InvDescriptor) {
+        self.cache.retain(|&i, _| !desc.covers(i));
+    }
+
+    /// Translates a message write from `requester`, reading entries from `table`.
+    pub fn translate(
+        &mut self,
+        msg: &Msg,
+        requester: u16,
+        table: &dyn IrteTable,
+    ) -> core::result::Result<Remapped, FaultReason> {
+        let result = self.lookup(msg, requester, table);
+        if let Err((index, reason)) = result {
+            self.faults.push((index, reason));
+        }
+        result.map_err(|(_, r)| r)
+    }
+
+    fn lookup(
+        &mut self,
+        msg: &Msg,
+        requester: u16,
+        table: &dyn IrteTable,
+    ) -> core::result::Result<Remapped, (Option<u32>, FaultReason)> {
+        let r = match MsiFormat::parse(msg) {
+            Err(_) => return Err((None, FaultReason::RequestReserved)),
+            Ok(MsiFormat::Compat(c)) if self.allow_compat => {
+                return Ok(Remapped {
+                    index: None,
+                    vector: c.vector,
+                    dest: c.dest,
+                    dest_mode: c.dest_mode,
+                    delivery: c.delivery,
+                    trigger: c.trigger,
+                })
+            }
+            Ok(MsiFormat::Compat(_)) => return Err((None, FaultReason::CompatBlocked)),
+            Ok(MsiFormat::Remappable(r)) => r,
+        };
+        let index = r.index();
+        if index >= table.len() {
+            return Err((Some(index), FaultReason::IndexOutOfRange));
+        }
+        let raw = *self.cache.entry(index).or_insert_with(|| table.read(index));
+        let e =
+            Irte::parse(raw, self.x2apic).map_err(|_| (Some(index), FaultReason::EntryReserved))?;
+        if !e.present {
+            self.cache.remove(&index);
+            return Err((Some(index), FaultReason::NotPresent));
+        }
+        if !e.source_ok(requester) {
+            return Err((Some(index), FaultReason::SourceId));
+        }
+        Ok(Remapped {
+            index: Some(index),
+            vector: e.vector,
+            dest: e.dest,
+            dest_mode: e.dest_mode,
+            delivery: e.delivery,
+            trigger: e.trigger,
+        })
+    }
+}
