@@ -17,6 +17,7 @@ mod devices;
 mod lapic;
 mod mmio;
 mod pci;
+mod platform;
 mod port;
 mod rt;
 mod serial;
@@ -118,11 +119,17 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     port::cli();
     let (passed, failed) = serial::totals();
     println!(
-        "[DONE] suite {}: {passed} checks passed, {failed} failed, heap {} KiB, stray interrupts {}",
+        "[DONE] suite {}: {passed} checks passed, {failed} failed, heap {} KiB, stray interrupts {}, unmapped {}, spurious {}",
         args.suite,
         rt::heap_used() / 1024,
-        cpu::stray_count()
+        cpu::stray_count(),
+        platform::unmapped(),
+        platform::spurious()
     );
-    let ok = failed == 0 && passed > 0 && cpu::stray_count() == 0;
+    let ok = failed == 0
+        && passed > 0
+        && cpu::stray_count() == 0
+        && platform::unmapped() == 0
+        && platform::spurious() == 0;
     port::qemu_exit(if ok { EXIT_SUCCESS } else { EXIT_FAILURE })
 }

@@ -82,3 +82,14 @@ impl Hpet {
         self.regs.write64(0x108 + 0x20 * u64::from(n), when);
     }
 }
+
+/// `genmsi-x86`'s register access for its HPET store, over the real register block.
+impl genmsi_x86::HpetRegs for Hpet {
+    fn read64(&mut self, offset: u32) -> u64 {
+        self.regs.read64(u64::from(offset))
+    }
+
+    fn write64(&mut self, offset: u32, value: u64) {
+        self.regs.write64(u64::from(offset), value)
+    }
+}

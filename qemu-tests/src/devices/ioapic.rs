@@ -74,3 +74,14 @@ impl IoApic {
         }
     }
 }
+
+/// `genmsi-x86`'s register access for its IO-APIC store, over the real IOREGSEL/IOWIN pair.
+impl genmsi_x86::IoApicRegs for IoApic {
+    fn read(&mut self, reg: u8) -> u32 {
+        IoApic::read(self, u32::from(reg))
+    }
+
+    fn write(&mut self, reg: u8, value: u32) {
+        IoApic::write(self, u32::from(reg), value)
+    }
+}

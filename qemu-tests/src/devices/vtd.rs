@@ -6,8 +6,8 @@
 //! 2. [`Vtd::enable_interrupt_remapping`] points IRTA at the remapping table, latches it with
 //!    GCMD.SIRTP, invalidates the whole interrupt entry cache, then sets GCMD.IRE. CFI stays
 //!    clear: compatibility-format interrupts are to be blocked.
-//! 3. [`Vtd::invalidate_entries`] queues an index-selective interrupt entry cache invalidation
-//!    and an invalidation wait descriptor, and waits for its status write.
+//! 3. [`Vtd::submit`] queues invalidation descriptors and a wait descriptor, and waits for the
+//!    wait's status write.
 
 use crate::mmio::MmioRegion;
 use alloc::alloc::{alloc_zeroed, Layout};
@@ -45,8 +45,6 @@ const FSTS_IQE: u32 = 1 << 4;
 /// Descriptor types (6.5.2).
 const DESC_IEC: u64 = 0x4;
 const DESC_WAIT: u64 = 0x5;
-/// Interrupt entry cache invalidation: index-selective granularity.
-const IEC_INDEX: u64 = 1 << 4;
 /// Invalidation wait: status write.
 const WAIT_SW: u64 = 1 << 5;
 
@@ -96,27 +94,33 @@ impl RemapTable {
         self.entries
     }
 
-    /// Reads entry `index` as (low, high) quadwords.
-    pub fn read(&self, index: u32) -> (u64, u64) {
+    /// Reads entry `index` as [low, high] quadwords.
+    pub fn load(&self, index: u32) -> [u64; 2] {
         assert!(index < self.entries);
         // SAFETY: `index` is inside the table, which this handle owns.
         unsafe {
             let p = self.base.add(2 * index as usize);
-            (p.read_volatile(), p.add(1).read_volatile())
+            [p.read_volatile(), p.add(1).read_volatile()]
         }
     }
 
-    /// Writes entry `index`. The hardware reads the high quadword (source check) and the low
-    /// one (present bit, vector, destination) separately, so the entry is first made
-    /// non-present, then the high half written, then the low half with the present bit.
-    pub fn write(&self, index: u32, low: u64, high: u64) {
+    /// Writes entry `index` so that the unit, which reads the two quadwords separately, only
+    /// ever sees the old or the new entry: an entry that becomes present gets its high half
+    /// (source check) first and its low half (present bit) last; one that stops being present
+    /// loses its present bit first.
+    pub fn store(&self, index: u32, entry: [u64; 2]) {
         assert!(index < self.entries);
-        // SAFETY: as for `read`; volatile so the remapping unit sees each store in order.
+        // SAFETY: as for `load`; volatile so the unit sees each store, in program order.
         unsafe {
             let p = self.base.add(2 * index as usize);
-            p.write_volatile(p.read_volatile() & !1);
-            p.add(1).write_volatile(high);
-            p.write_volatile(low);
+            if entry[0] & 1 != 0 {
+                p.write_volatile(p.read_volatile() & !1);
+                p.add(1).write_volatile(entry[1]);
+                p.write_volatile(entry[0]);
+            } else {
+                p.write_volatile(entry[0]);
+                p.add(1).write_volatile(entry[1]);
+            }
         }
     }
 }
@@ -204,10 +208,10 @@ impl Vtd {
     }
 
     /// Queues `descriptors` and an invalidation wait, then waits for the wait's status write.
-    fn submit(&mut self, descriptors: &[(u64, u64)]) -> bool {
+    pub fn submit(&mut self, descriptors: &[[u64; 2]]) -> bool {
         self.waits = self.waits.wrapping_add(1).max(1);
         self.status.store(0, Ordering::SeqCst);
-        for &(low, high) in descriptors {
+        for &[low, high] in descriptors {
             self.push(low, high);
         }
         let status_addr = self.status as *const AtomicU32 as u64;
@@ -223,14 +227,7 @@ impl Vtd {
 
     /// Invalidates the whole interrupt entry cache.
     pub fn invalidate_all(&mut self) -> bool {
-        self.submit(&[(DESC_IEC, 0)])
-    }
-
-    /// Invalidates the interrupt entry cache for `2^mask_bits` entries from `index` (aligned).
-    pub fn invalidate_entries(&mut self, index: u16, mask_bits: u8) -> bool {
-        let desc =
-            DESC_IEC | IEC_INDEX | (u64::from(mask_bits & 0x1f) << 27) | (u64::from(index) << 32);
-        self.submit(&[(desc, 0)])
+        self.submit(&[[DESC_IEC, 0]])
     }
 
     /// The invalidation queue head, as the unit reports it (descriptors consumed).

@@ -2,6 +2,8 @@
 
 mod boot;
 mod devices;
+mod hpet;
+mod ioapic;
 
 use crate::Args;
 
@@ -10,6 +12,11 @@ pub fn run(args: &Args) {
     match args.suite.as_str() {
         "boot" => boot::run(args),
         "devices" => devices::run(args),
+        "legacy" => {
+            let p = crate::platform::init();
+            ioapic::run(p, "");
+            hpet::run(p);
+        }
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
