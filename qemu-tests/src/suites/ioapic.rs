@@ -5,7 +5,7 @@ use crate::devices::{edu::Edu, ioapic::IoApic, ioapic::RTE_REMOTE_IRR};
 use crate::{check, platform, time};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU32, Ordering};
-use genmsi::{AllocOpts, DeviceMeta, Irq, SlotId};
+use genmsi::{AllocOpts, DeviceId, DeviceMeta, HandlerId, Irq, SlotId};
 use genmsi_x86::{IoApicStore, PinConfig, Trigger};
 
 /// The requester id QEMU's q35 IO-APIC uses for its interrupt writes (bus 0xff, devfn 0).
@@ -22,11 +22,29 @@ fn quiet_device(_irq: Irq, _cpu: u32, _data: u32) {
     }
 }
 
+/// The IO-APIC device domain that [`run`] set up, for further checks on the same pin.
+#[derive(Clone, Copy, Debug)]
+pub struct Pin {
+    /// The IO-APIC's device.
+    pub dev: DeviceId,
+    /// The pin the edu device's INTA is wired to.
+    pub gsi: u32,
+    /// The edu device.
+    pub edu: Edu,
+    /// The handler that quiets it.
+    pub handler: HandlerId,
+}
+
+/// Interrupts the pin's handler has seen.
+pub fn handled() -> u32 {
+    HANDLED.load(Ordering::SeqCst)
+}
+
 /// Runs the IO-APIC checks on the platform `p`; `tag` names the configuration in check names.
-pub fn run(p: &platform::Platform, tag: &str) {
+pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
     let Some(edu) = Edu::find(0) else {
         check!("ioapic: an edu device for INTx", false);
-        return;
+        return None;
     };
     let edu = *DEVICE.call_once(|| edu);
     let gsi = 20 + u32::from(edu.pci.device % 4);
@@ -67,7 +85,9 @@ pub fn run(p: &platform::Platform, tag: &str) {
         .sys
         .with_store::<IoApicStore<IoApic>, _>(dev, SlotId::Default, |s| s.read_rte(gsi))
         .expect("store");
-    let level = rte & (1 << 15) != 0 && rte & (1 << 13) != 0 && rte & (1 << 16) == 0;
+    // Remapped format (VT-d 5.1.5.1): bit 48 set, trigger still in bit 15.
+    let format_ok = (rte & (1 << 48) != 0) == p.remap.is_some();
+    let level = format_ok && rte & (1 << 15) != 0 && rte & (1 << 13) != 0 && rte & (1 << 16) == 0;
     check!(
         &alloc::format!("ioapic{tag}: pin {gsi} programmed level, active low, unmasked"),
         level,
@@ -116,4 +136,10 @@ pub fn run(p: &platform::Platform, tag: &str) {
         "handled {}",
         HANDLED.load(Ordering::SeqCst)
     );
+    Some(Pin {
+        dev,
+        gsi,
+        edu,
+        handler,
+    })
 }

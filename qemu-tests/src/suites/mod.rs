@@ -4,6 +4,7 @@ mod boot;
 mod devices;
 mod hpet;
 mod ioapic;
+mod vtd;
 
 use crate::Args;
 
@@ -17,6 +18,7 @@ pub fn run(args: &Args) {
             ioapic::run(p, "");
             hpet::run(p);
         }
+        "vtd" => vtd::run(args),
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
