@@ -129,11 +129,6 @@ pub fn set_vector_handler(vector: u8, handler: VectorHandler) {
     HANDLERS[vector as usize].store(handler as usize, Ordering::Release);
 }
 
-/// Removes the handler of `vector`.
-pub fn clear_vector_handler(vector: u8) {
-    HANDLERS[vector as usize].store(0, Ordering::Release);
-}
-
 /// Interrupts that arrived on a vector without a handler.
 pub fn stray_count() -> u64 {
     STRAY.load(Ordering::Relaxed)
@@ -207,7 +202,7 @@ static IDT: spin::Once<&'static [Gate; 256]> = spin::Once::new();
 fn idt() -> &'static [Gate; 256] {
     IDT.call_once(|| {
         // SAFETY: `isr_stubs` is the start of 256 stubs of 16 bytes each (`.balign 16`).
-        let base = unsafe { core::ptr::addr_of!(isr_stubs) } as u64;
+        let base = core::ptr::addr_of!(isr_stubs) as u64;
         let gates = core::array::from_fn(|v| {
             let offset = base + 16 * v as u64;
             Gate {

@@ -10,13 +10,9 @@ const IA32_APIC_BASE: u32 = 0x1b;
 /// `IA32_APIC_BASE` bit 11: the APIC is enabled.
 const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 
-const REG_ID: u64 = 0x20;
 const REG_TPR: u64 = 0x80;
 const REG_EOI: u64 = 0xb0;
 const REG_SVR: u64 = 0xf0;
-const REG_ISR0: u64 = 0x100;
-const REG_TMR0: u64 = 0x180;
-const REG_IRR0: u64 = 0x200;
 const REG_ICR_LOW: u64 = 0x300;
 const REG_ICR_HIGH: u64 = 0x310;
 const REG_LVT_LINT0: u64 = 0x350;
@@ -55,34 +51,9 @@ pub fn init(bsp: bool) {
     r.write32(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
 }
 
-/// The calling CPU's APIC id.
-pub fn id() -> u32 {
-    regs().read32(REG_ID) >> 24
-}
-
 /// Signals end of interrupt for the highest in-service vector.
 pub fn eoi() {
     regs().write32(REG_EOI, 0);
-}
-
-fn vector_bit(base: u64, vector: u8) -> bool {
-    let reg = base + 0x10 * u64::from(vector / 32);
-    regs().read32(reg) & (1 << (vector % 32)) != 0
-}
-
-/// `vector` is requested (IRR) on the calling CPU.
-pub fn is_requested(vector: u8) -> bool {
-    vector_bit(REG_IRR0, vector)
-}
-
-/// `vector` is in service (ISR) on the calling CPU.
-pub fn in_service(vector: u8) -> bool {
-    vector_bit(REG_ISR0, vector)
-}
-
-/// `vector` was accepted as level-triggered (TMR) on the calling CPU.
-pub fn level_triggered(vector: u8) -> bool {
-    vector_bit(REG_TMR0, vector)
 }
 
 fn send_ipi(apic_id: u32, command: u32) {

@@ -24,14 +24,9 @@ impl MmioRegion {
         self.base
     }
 
-    /// The length in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
     fn ptr<T>(&self, offset: u64) -> *mut T {
         assert!(
-            offset % core::mem::size_of::<T>() as u64 == 0
+            offset.is_multiple_of(core::mem::size_of::<T>() as u64)
                 && offset + core::mem::size_of::<T>() as u64 <= self.len,
             "MMIO access at {offset:#x} outside or misaligned in a region of {:#x}",
             self.len

@@ -14,10 +14,6 @@ pub const REG_COMMAND: u16 = 0x04;
 pub const CMD_MEMORY: u16 = 1 << 1;
 /// Command bit 2: bus master enable (without it, MSI writes are never issued).
 pub const CMD_BUS_MASTER: u16 = 1 << 2;
-/// Command bit 10: INTx disable.
-pub const CMD_INTX_DISABLE: u16 = 1 << 10;
-/// Config register: interrupt pin (8 bits at 0x3d; 1 = INTA).
-pub const REG_INTERRUPT_PIN: u16 = 0x3d;
 
 /// The address/data port pair is one shared resource: every access holds this lock.
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
@@ -32,11 +28,6 @@ pub struct PciFunction {
 }
 
 impl PciFunction {
-    /// The requester id its writes carry: bus << 8 | device << 3 | function.
-    pub fn requester_id(&self) -> u16 {
-        (u16::from(self.device) << 3) | u16::from(self.function)
-    }
-
     fn address(&self, offset: u16) -> u32 {
         (1 << 31)
             | (u32::from(self.device) << 11)
@@ -83,16 +74,6 @@ impl PciFunction {
         );
     }
 
-    /// Writes 8 bits at `offset` by read-modify-write of its dword.
-    pub fn write8(&self, offset: u16, value: u8) {
-        let shift = 8 * u32::from(offset & 3);
-        let old = self.read32(offset);
-        self.write32(
-            offset,
-            (old & !(0xff << shift)) | (u32::from(value) << shift),
-        );
-    }
-
     /// Vendor and device id.
     pub fn ids(&self) -> (u16, u16) {
         let v = self.read32(0);
@@ -102,11 +83,6 @@ impl PciFunction {
     /// Sets bits in the command register.
     pub fn enable_command(&self, bits: u16) {
         self.write16(REG_COMMAND, self.read16(REG_COMMAND) | bits);
-    }
-
-    /// Clears bits in the command register.
-    pub fn disable_command(&self, bits: u16) {
-        self.write16(REG_COMMAND, self.read16(REG_COMMAND) & !bits);
     }
 
     /// The memory BAR `bar` (0..6) as an MMIO region, or `None` for an I/O or unassigned BAR.

@@ -79,10 +79,10 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
         let nr_cpus = smp::online();
         let sys: IrqSystem = IrqSystem::new(SystemConfig::new(nr_cpus, MAX_IRQS));
         let mut vd = VectorDomain::new(nr_cpus);
-        for v in [smp::WAKE_VECTOR, lapic::SPURIOUS_VECTOR] {
-            // Refused only for vectors outside the allocatable range, which is as good.
-            let _ = vd.matrix_mut().reserve_system(Vector(v));
-        }
+        // Refused only when the vector is outside the allocatable range, which is as good.
+        let _ = vd
+            .matrix_mut()
+            .reserve_system(Vector(lapic::SPURIOUS_VECTOR));
         let table = vd.table();
         let vector = sys
             .add_domain(Box::new(vd), None)
@@ -92,9 +92,7 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
                 .expect("the vector domain exists")
         });
         for v in 0x20..=0xfe_u8 {
-            if v != smp::WAKE_VECTOR && v != lapic::SPURIOUS_VECTOR {
-                cpu::set_vector_handler(v, dispatch);
-            }
+            cpu::set_vector_handler(v, dispatch);
         }
         Platform {
             sys,

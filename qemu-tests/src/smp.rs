@@ -1,26 +1,22 @@
-//! Application processors: start-up with INIT-SIPI-SIPI, an idle loop, and work handed to a
-//! CPU by IPI.
+//! Application processors: start-up with INIT-SIPI-SIPI, then an idle loop that handles
+//! interrupts.
 //!
 //! 1. The BSP copies the real-mode trampoline (see `boot.rs`) to `TRAMPOLINE_PAGE`, leaves a
 //!    stack in `AP_BOOT_STACK` and the CPU index in `AP_BOOT_CPU`, and sends INIT, then two
 //!    start-up IPIs naming that page (Intel SDM Vol. 3, 9.4.4).
 //! 2. The AP reaches `ap_main` in long mode, loads its own GDT/TSS and the shared IDT, enables
 //!    its local APIC, marks itself online and idles in `hlt` with interrupts on.
-//! 3. [`run_on`] stores a function in the CPU's mailbox and sends `WAKE_VECTOR`; the AP runs it
-//!    from its idle loop (not in interrupt context) and clears the mailbox.
 //!
 //! QEMU numbers the APIC ids of `-smp N` as 0..N, so CPU index and APIC id coincide.
 
 use crate::lapic;
 use alloc::vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The page the start-up IPI names (physical 0x8000, free low memory).
 const TRAMPOLINE_PAGE: u8 = 0x08;
 /// Stack size of an application processor.
 const AP_STACK: usize = 64 * 1024;
-/// The IPI that wakes an idle CPU to look at its mailbox.
-pub const WAKE_VECTOR: u8 = 0xf0;
 /// The most CPUs the kernel starts.
 pub const MAX_CPUS: usize = 8;
 
@@ -29,7 +25,6 @@ pub const MAX_CPUS: usize = 8;
 static AP_BOOT_STACK: AtomicU64 = AtomicU64::new(0);
 static AP_BOOT_CPU: AtomicU32 = AtomicU32::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(1);
-static MAILBOX: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
 /// Number of CPUs online.
 pub fn online() -> u32 {
@@ -48,7 +43,6 @@ fn wait_until(mut done: impl FnMut() -> bool, spins: u64) -> bool {
 
 /// Starts CPUs `1..count`, one at a time; returns how many CPUs are online afterwards.
 pub fn start_aps(count: u32) -> u32 {
-    crate::cpu::set_vector_handler(WAKE_VECTOR, |_, _| lapic::eoi());
     let code = crate::boot::ap_trampoline();
     let dest = (u64::from(TRAMPOLINE_PAGE) << 12) as *mut u8;
     // SAFETY: the trampoline page is free low RAM below the kernel, identity mapped; nothing
@@ -77,37 +71,6 @@ extern "C" fn ap_main() -> ! {
     lapic::init(false);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     loop {
-        let work = MAILBOX[cpu as usize].load(Ordering::Acquire);
-        if work != 0 {
-            // SAFETY: non-zero mailbox entries are only stored from a `fn()` by `run_on`.
-            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(work) };
-            f();
-            MAILBOX[cpu as usize].store(0, Ordering::Release);
-        }
-        crate::port::cli();
-        if MAILBOX[cpu as usize].load(Ordering::Acquire) == 0 {
-            crate::port::sti_hlt();
-        } else {
-            crate::port::sti();
-        }
+        crate::port::sti_hlt();
     }
-}
-
-/// Runs `f` on application processor `cpu` (asynchronously); false if it is busy or absent.
-pub fn run_on(cpu: u32, f: fn()) -> bool {
-    if cpu == 0 || cpu >= online() {
-        return false;
-    }
-    let ok = MAILBOX[cpu as usize]
-        .compare_exchange(0, f as usize, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok();
-    if ok {
-        lapic::send_fixed(cpu, WAKE_VECTOR);
-    }
-    ok
-}
-
-/// True once the work given to `cpu` by [`run_on`] has returned.
-pub fn idle(cpu: u32) -> bool {
-    MAILBOX[cpu as usize].load(Ordering::Acquire) == 0
 }

@@ -22,8 +22,6 @@ pub fn messages_per_fire(version: Option<(u32, u32)>) -> u32 {
     }
 }
 
-/// MSI-X vectors of the 82574.
-pub const VECTORS: u32 = 5;
 /// Interrupt cause read (read clears).
 const REG_ICR: u64 = 0xc0;
 /// Interrupt cause set.

@@ -50,11 +50,6 @@ impl Hpet {
         ((self.regs.read64(REG_CAPS) >> 8) & 0x1f) as u32 + 1
     }
 
-    /// Femtoseconds per counter tick.
-    pub fn period_fs(&self) -> u64 {
-        self.regs.read64(REG_CAPS) >> 32
-    }
-
     /// Starts the main counter.
     pub fn enable(&self) {
         let c = self.regs.read64(REG_CONFIG);

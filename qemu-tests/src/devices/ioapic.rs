@@ -7,14 +7,11 @@ use crate::mmio::MmioRegion;
 pub const BASE: u64 = 0xfec0_0000;
 const IOREGSEL: u64 = 0x00;
 const IOWIN: u64 = 0x10;
-const REG_VERSION: u32 = 0x01;
 const REG_RTE0: u32 = 0x10;
 /// RTE bit 16: masked.
 pub const RTE_MASKED: u64 = 1 << 16;
 /// RTE bit 14: remote IRR (a level interrupt was accepted and not yet EOI'd).
 pub const RTE_REMOTE_IRR: u64 = 1 << 14;
-/// RTE bit 12: delivery status (send pending).
-pub const RTE_DELIVERY_PENDING: u64 = 1 << 12;
 
 /// The IO-APIC.
 #[derive(Clone, Copy, Debug)]
@@ -46,11 +43,6 @@ impl IoApic {
         self.regs.write32(IOWIN, value);
     }
 
-    /// Number of redirection entries (pins).
-    pub fn pins(&self) -> u32 {
-        ((self.read(REG_VERSION) >> 16) & 0xff) + 1
-    }
-
     /// Reads the RTE of `pin`.
     pub fn read_rte(&self, pin: u32) -> u64 {
         let lo = self.read(REG_RTE0 + 2 * pin);
@@ -65,13 +57,6 @@ impl IoApic {
         self.write(REG_RTE0 + 2 * pin, lo | RTE_MASKED as u32);
         self.write(REG_RTE0 + 2 * pin + 1, (rte >> 32) as u32);
         self.write(REG_RTE0 + 2 * pin, rte as u32);
-    }
-
-    /// Masks every pin.
-    pub fn mask_all(&self) {
-        for pin in 0..self.pins() {
-            self.write_rte(pin, RTE_MASKED);
-        }
     }
 }
 

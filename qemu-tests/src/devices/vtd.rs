@@ -22,7 +22,6 @@ const REG_GCMD: u64 = 0x18;
 const REG_GSTS: u64 = 0x1c;
 const REG_FSTS: u64 = 0x34;
 const REG_FECTL: u64 = 0x38;
-const REG_IQH: u64 = 0x80;
 const REG_IQT: u64 = 0x88;
 const REG_IQA: u64 = 0x90;
 const REG_IRTA: u64 = 0xb8;
@@ -164,11 +163,6 @@ impl Vtd {
         })
     }
 
-    /// The extended capability register.
-    pub fn ecap(&self) -> u64 {
-        self.regs.read64(REG_ECAP)
-    }
-
     fn command(&mut self, bit: u32, persistent: bool) -> bool {
         self.regs.write32(REG_GCMD, self.gcmd | bit);
         let ok = crate::time::wait_until(100, || self.regs.read32(REG_GSTS) & bit != 0);
@@ -228,11 +222,6 @@ impl Vtd {
     /// Invalidates the whole interrupt entry cache.
     pub fn invalidate_all(&mut self) -> bool {
         self.submit(&[[DESC_IEC, 0]])
-    }
-
-    /// The invalidation queue head, as the unit reports it (descriptors consumed).
-    pub fn queue_head(&self) -> u64 {
-        self.regs.read64(REG_IQH) >> 4
     }
 
     /// Takes every recorded fault and clears the fault status.

@@ -4,6 +4,7 @@ mod boot;
 mod devices;
 mod hpet;
 mod ioapic;
+mod smp;
 mod vtd;
 
 use crate::Args;
@@ -19,6 +20,7 @@ pub fn run(args: &Args) {
             hpet::run(p);
         }
         "vtd" => vtd::run(args),
+        "smp" => smp::run(),
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
