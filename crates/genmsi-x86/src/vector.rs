@@ -250,20 +250,18 @@ impl VectorDomain {
             let done = d.completed
                 || d.current.is_none()
                 || d.current.is_some_and(|t| self.table.seen(t.cpu, t.vector));
-            if !done {
-                report.waiting += 1;
-                continue;
-            }
-            let mut keep = Vec::new();
             let old = core::mem::take(&mut self.irqs.get_mut(&irq).expect("listed").old);
+            let mut keep = Vec::new();
             for t in old {
-                let online = self.matrix.is_online(t.cpu);
-                if pending(t.cpu, t.vector) {
-                    if online {
-                        keep.push(t);
-                        continue;
+                let pending = pending(t.cpu, t.vector);
+                if !self.matrix.is_online(t.cpu) {
+                    // Its CPU is gone: whatever it had latched is sent again on the new target.
+                    if pending {
+                        report.retrigger.push(irq);
                     }
-                    report.retrigger.push(irq);
+                } else if !done || pending {
+                    keep.push(t);
+                    continue;
                 }
                 self.give_back(t);
                 report.released.push((irq, t));

@@ -354,6 +354,10 @@ pub struct MemStore {
     pub fail_prepare: BTreeSet<u32>,
     /// Writes that happened while the slot was unmasked although the store wants masked writes.
     pub unmasked_writes: u32,
+    /// Record every `write_msg` in `write_log`.
+    pub record_writes: bool,
+    /// (index, message) of every write while `record_writes` is set.
+    pub write_log: Vec<(u32, Msg)>,
 }
 
 impl MemStore {
@@ -366,6 +370,8 @@ impl MemStore {
             fail_write: BTreeSet::new(),
             fail_prepare: BTreeSet::new(),
             unmasked_writes: 0,
+            record_writes: false,
+            write_log: Vec::new(),
         }
     }
 
@@ -414,6 +420,9 @@ impl MsgStore for MemStore {
         let unmasked = watch && !s.masked && *msg != Msg::ZERO;
         s.msg = *msg;
         self.unmasked_writes += u32::from(unmasked);
+        if self.record_writes {
+            self.write_log.push((index, *msg));
+        }
         Ok(())
     }
 
