@@ -91,10 +91,16 @@ fn e1000e_msix(args: &Args) {
     }
     nic.pci.write16(cap + 2, (control | (1 << 15)) & !(1 << 14));
     let per_fire = crate::devices::e1000e::messages_per_fire(args.qemu);
+    // Wait for every message a fire sends, then a little longer to see that no more come.
+    let exactly = |vector: u8, n: u32| {
+        time::wait_until(100, || counts::total(vector) >= n);
+        time::delay(5);
+        counts::total(vector) == n
+    };
     nic.fire(0);
-    let ok0 = counts::total(NIC_VECTOR0) == per_fire;
+    let ok0 = exactly(NIC_VECTOR0, per_fire);
     nic.fire(1);
-    let ok1 = counts::total(NIC_VECTOR1) == per_fire;
+    let ok1 = exactly(NIC_VECTOR1, per_fire);
     check!(
         "devices: e1000e fires MSI-X vectors 0 and 1",
         ok0 && ok1,
@@ -105,11 +111,11 @@ fn e1000e_msix(args: &Args) {
     // Mask vector 1, fire: PBA bit 1 is set and nothing is delivered; unmask delivers.
     table.write32(t + 16 + 12, 1);
     nic.fire(1);
+    time::delay(5);
     let pending = pba.read32(p) & 2 != 0;
     let held = counts::total(NIC_VECTOR1) == per_fire;
     table.write32(t + 16 + 12, 0);
-    time::delay(1);
-    let delivered = counts::total(NIC_VECTOR1) == per_fire + 1;
+    let delivered = exactly(NIC_VECTOR1, per_fire + 1);
     let cleared = pba.read32(p) & 2 == 0;
     check!(
         "devices: e1000e masked vector sets PBA, unmask delivers",
