@@ -91,16 +91,19 @@ fn e1000e_msix(args: &Args) {
     }
     nic.pci.write16(cap + 2, (control | (1 << 15)) & !(1 << 14));
     let per_fire = crate::devices::e1000e::messages_per_fire(args.qemu);
-    // Wait for every message a fire sends, then a little longer to see that no more come.
-    let exactly = |vector: u8, n: u32| {
-        time::wait_until(100, || counts::total(vector) >= n);
+    // Each fire sends one message, plus at most one throttling echo (see
+    // `messages_per_fire`), which a loaded host may delay past any fixed wait.
+    let settle = |vector: u8, at_least: u32| {
+        time::wait_until(100, || counts::total(vector) >= at_least);
         time::delay(5);
-        counts::total(vector) == n
+        counts::total(vector)
     };
     nic.fire(0);
-    let ok0 = exactly(NIC_VECTOR0, per_fire);
+    let n0 = settle(NIC_VECTOR0, 1);
     nic.fire(1);
-    let ok1 = exactly(NIC_VECTOR1, per_fire);
+    let n1 = settle(NIC_VECTOR1, 1);
+    let ok0 = (1..=per_fire).contains(&n0);
+    let ok1 = (1..=per_fire).contains(&n1);
     check!(
         "devices: e1000e fires MSI-X vectors 0 and 1",
         ok0 && ok1,
@@ -110,12 +113,14 @@ fn e1000e_msix(args: &Args) {
     );
     // Mask vector 1, fire: PBA bit 1 is set and nothing is delivered; unmask delivers.
     table.write32(t + 16 + 12, 1);
+    time::delay(5);
+    let before = counts::total(NIC_VECTOR1);
     nic.fire(1);
     time::delay(5);
     let pending = pba.read32(p) & 2 != 0;
-    let held = counts::total(NIC_VECTOR1) == per_fire;
+    let held = counts::total(NIC_VECTOR1) == before;
     table.write32(t + 16 + 12, 0);
-    let delivered = exactly(NIC_VECTOR1, per_fire + 1);
+    let delivered = (before + 1..=before + per_fire).contains(&settle(NIC_VECTOR1, before + 1));
     let cleared = pba.read32(p) & 2 == 0;
     check!(
         "devices: e1000e masked vector sets PBA, unmask delivers",
