@@ -1,0 +1,81 @@
+//! The local APIC in xAPIC mode (MMIO at 0xFEE00000; Intel SDM Vol. 3, chapter 11): enable,
+//! EOI, and the inter-processor interrupts that start the application processors.
+
+use crate::mmio::MmioRegion;
+use crate::port::{outb, rdmsr, wrmsr};
+
+/// The xAPIC register page.
+const LAPIC_BASE: u64 = 0xfee0_0000;
+const IA32_APIC_BASE: u32 = 0x1b;
+/// `IA32_APIC_BASE` bit 11: the APIC is enabled.
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+
+const REG_TPR: u64 = 0x80;
+const REG_EOI: u64 = 0xb0;
+const REG_SVR: u64 = 0xf0;
+const REG_ICR_LOW: u64 = 0x300;
+const REG_ICR_HIGH: u64 = 0x310;
+const REG_LVT_LINT0: u64 = 0x350;
+const REG_LVT_LINT1: u64 = 0x360;
+
+/// SVR bit 8: APIC software enable.
+const SVR_ENABLE: u32 = 1 << 8;
+/// LVT bit 16: masked.
+const LVT_MASKED: u32 = 1 << 16;
+/// ICR bit 12: delivery status (send pending).
+const ICR_PENDING: u32 = 1 << 12;
+/// ICR delivery mode INIT, level assert.
+const ICR_INIT: u32 = (0b101 << 8) | (1 << 14);
+/// ICR delivery mode start-up.
+const ICR_STARTUP: u32 = 0b110 << 8;
+
+/// The spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+fn regs() -> MmioRegion {
+    MmioRegion::new(LAPIC_BASE, 0x1000)
+}
+
+/// Enables the calling CPU's local APIC, accepts every priority, and masks LINT0/LINT1 so
+/// that the legacy PIC's ExtINT cannot reach it. On the BSP, also masks both 8259 PICs.
+pub fn init(bsp: bool) {
+    if bsp {
+        outb(0x21, 0xff);
+        outb(0xa1, 0xff);
+    }
+    wrmsr(IA32_APIC_BASE, rdmsr(IA32_APIC_BASE) | APIC_GLOBAL_ENABLE);
+    let r = regs();
+    r.write32(REG_LVT_LINT0, LVT_MASKED);
+    r.write32(REG_LVT_LINT1, LVT_MASKED);
+    r.write32(REG_TPR, 0);
+    r.write32(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+}
+
+/// Signals end of interrupt for the highest in-service vector.
+pub fn eoi() {
+    regs().write32(REG_EOI, 0);
+}
+
+fn send_ipi(apic_id: u32, command: u32) {
+    let r = regs();
+    r.write32(REG_ICR_HIGH, apic_id << 24);
+    r.write32(REG_ICR_LOW, command);
+    while r.read32(REG_ICR_LOW) & ICR_PENDING != 0 {
+        crate::port::pause();
+    }
+}
+
+/// Sends INIT to `apic_id`.
+pub fn send_init(apic_id: u32) {
+    send_ipi(apic_id, ICR_INIT);
+}
+
+/// Sends a start-up IPI: the target starts in real mode at `page << 12`.
+pub fn send_startup(apic_id: u32, page: u8) {
+    send_ipi(apic_id, ICR_STARTUP | u32::from(page));
+}
+
+/// Sends a fixed interrupt on `vector` to `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, u32::from(vector));
+}

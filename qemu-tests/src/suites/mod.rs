@@ -1,0 +1,28 @@
+//! The checks, grouped into suites; each QEMU configuration of the runner runs one suite.
+
+mod boot;
+mod devices;
+mod hpet;
+mod ioapic;
+mod smp;
+mod vtd;
+
+use crate::Args;
+
+/// Runs the suite named by `args`.
+pub fn run(args: &Args) {
+    match args.suite.as_str() {
+        "boot" => boot::run(args),
+        "devices" => devices::run(args),
+        "legacy" => {
+            let p = crate::platform::init();
+            ioapic::run(p, "");
+            hpet::run(p);
+        }
+        "vtd" => vtd::run(args),
+        "smp" => smp::run(),
+        other => {
+            crate::check!("suite known", false, "no suite named {other:?}");
+        }
+    }
+}
