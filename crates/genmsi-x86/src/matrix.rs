@@ -369,7 +369,8 @@ impl Vectors {
     /// Fails if any CPU already uses it.
     pub(crate) fn reserve_system(&mut self, v: Vector) -> Result<(), MatrixError> {
         if u16::from(v.0) >= self.cfg.end || v.0 < self.cfg.first.0 {
-            return Err(MatrixError::NotAllocatable(v));
+            // Outside the allocatable range: never handed out anyway.
+            return Ok(());
         }
         if self.system.contains(v.0) {
             return Ok(());
@@ -437,7 +438,12 @@ impl VectorMatrix {
         self.tree[i] = self.key(cpu);
         while i > 1 {
             i /= 2;
-            self.tree[i] = self.tree[2 * i].max(self.tree[2 * i + 1]);
+            let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
+            if self.tree[i] == max {
+                // The ancestors above hold maxima of unchanged values: nothing more to do.
+                break;
+            }
+            self.tree[i] = max;
         }
     }
 
@@ -485,6 +491,15 @@ impl VectorMatrix {
 
     /// The CPU an allocation over `mask` would use.
     pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
+        if let Some(cpu) = mask.as_single() {
+            // The single-CPU fast path: one leaf, no query.
+            let leaf = self
+                .tree
+                .get(self.size + cpu as usize)
+                .copied()
+                .unwrap_or(-1);
+            return (leaf > 0 && (cpu as usize) < self.v.cpus.len()).then_some(cpu);
+        }
         let best = match mask.as_range() {
             Some((lo, hi)) => self.best_in(lo, hi),
             None => {
@@ -579,7 +594,8 @@ impl VectorMatrix {
         self.v.alloc_managed(mask)
     }
 
-    /// Takes `vector` away from allocation on every CPU.
+    /// Takes `vector` away from allocation on every CPU (a no-op for vectors outside the
+    /// allocatable range, which are never handed out).
     pub fn reserve_system(&mut self, vector: Vector) -> Result<(), MatrixError> {
         self.v.reserve_system(vector)?;
         for cpu in 0..self.v.cpus.len() as u32 {
@@ -900,6 +916,11 @@ mod tests {
         );
         assert_eq!(m.available(0), PER_CPU - 1);
         assert!(m.reserve_system(Vector(0x21)).is_err(), "in use on CPU 1");
+        assert_eq!(
+            m.reserve_system(Vector(0xFF)),
+            Ok(()),
+            "outside the range: nothing to do"
+        );
         m.check().unwrap();
     }
 }

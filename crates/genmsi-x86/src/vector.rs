@@ -238,6 +238,21 @@ impl VectorDomain {
     /// Releases old targets of completed moves. `pending(cpu, vector)` tells whether the vector
     /// is pending in that CPU's IRR.
     pub fn cleanup(&mut self, pending: &dyn Fn(u32, Vector) -> bool) -> CleanupReport {
+        self.cleanup_where(None, pending)
+    }
+
+    /// Like [`VectorDomain::cleanup`], for the old targets on `cpu` only: what a kernel runs on
+    /// that CPU, since in xAPIC mode a CPU reads only its own IRR (`pending` is asked about
+    /// `cpu` only). Old targets on CPUs that are offline are handled too.
+    pub fn cleanup_on_cpu(&mut self, cpu: u32, pending: &dyn Fn(Vector) -> bool) -> CleanupReport {
+        self.cleanup_where(Some(cpu), &|c, v| c == cpu && pending(v))
+    }
+
+    fn cleanup_where(
+        &mut self,
+        only: Option<u32>,
+        pending: &dyn Fn(u32, Vector) -> bool,
+    ) -> CleanupReport {
         let mut report = CleanupReport::default();
         let moving: Vec<Irq> = self
             .irqs
@@ -253,8 +268,13 @@ impl VectorDomain {
             let old = core::mem::take(&mut self.irqs.get_mut(&irq).expect("listed").old);
             let mut keep = Vec::new();
             for t in old {
+                let online = self.matrix.is_online(t.cpu);
+                if online && only.is_some_and(|c| c != t.cpu) {
+                    keep.push(t);
+                    continue;
+                }
                 let pending = pending(t.cpu, t.vector);
-                if !self.matrix.is_online(t.cpu) {
+                if !online {
                     // Its CPU is gone: whatever it had latched is sent again on the new target.
                     if pending {
                         report.retrigger.push(irq);
