@@ -1,15 +1,18 @@
-//! The `genmsi` command.
+//! The `genmsi` command: runs scenarios on the simulated machine.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use genmsi::soft::{MemStore, SoftRemap, SoftRoot};
-use genmsi::{AllocOpts, CpuMask, DeviceMeta, IrqSystem, SlotId, StoreCaps, SystemConfig};
+use genmsi_sim::scenario::DEFAULT;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
     name = "genmsi",
     version,
-    about = "Generic message-signalled interrupts: run the model"
+    about = "Generic message-signalled interrupts on a simulated x86 machine"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,131 +21,88 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the core walk-through on a software machine (the default).
-    Run,
+    /// Run a scenario (the embedded default scenario without FILE). Exit status 0 when nothing
+    /// was lost and nothing unexpected happened, 1 otherwise.
+    Run {
+        /// A scenario file (TOML); see scenarios/ for examples.
+        file: Option<PathBuf>,
+        /// Seed of the run (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print one JSON object on stdout instead of the text report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => match run() {
-            Ok(0) => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::FAILURE,
+    let command = cli.command.unwrap_or(Command::Run {
+        file: None,
+        seed: None,
+        json: false,
+    });
+    match command {
+        Command::Run { file, seed, json } => match run(file, seed, json) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
-                eprintln!("genmsi: {e}");
-                ExitCode::FAILURE
+                eprintln!("genmsi: {e:#}");
+                ExitCode::from(2)
             }
         },
     }
 }
 
-/// A device raises `index` of its store: the message goes through the remap table and the root.
-fn raise(
-    sys: &IrqSystem,
-    table: &[std::sync::atomic::AtomicU64],
-    dev: genmsi::DeviceId,
-    index: u32,
-) -> bool {
-    let msg = sys
-        .with_store::<MemStore, _>(dev, SlotId::Default, |s| s.raise(index))
-        .ok()
-        .flatten();
-    let Some(msg) = msg else { return false };
-    let msg = SoftRemap::translate(table, &msg).unwrap_or(msg);
-    SoftRoot::decode(&msg)
-        .is_some_and(|(irq, cpu)| sys.handle(irq, cpu) == genmsi::Delivery::Handled)
+/// A progress bar on stderr that appears only once a run has taken more than a second.
+struct Progress {
+    start: Instant,
+    bar: Option<ProgressBar>,
 }
 
-fn run() -> Result<u64, genmsi::Error> {
-    const CPUS: u32 = 8;
-    let sys: IrqSystem = IrqSystem::new(SystemConfig::new(CPUS, 1 << 16));
-    let root = sys.add_domain(Box::new(SoftRoot::new(CPUS, 200)), None)?;
-    let remap = SoftRemap::new(1024);
-    let table = remap.table();
-    let remap = sys.add_domain(Box::new(remap), Some(root))?;
-    let nic = sys.add_device(
-        "nic",
-        DeviceMeta {
-            requester_id: Some(0x0100),
-        },
-    );
-    let caps = StoreCaps {
-        write_masked: true,
-        any_index: false,
-        ..StoreCaps::dynamic(16)
-    };
-    sys.create_device_domain(nic, SlotId::Default, Box::new(MemStore::new(caps)), remap)?;
-    let ims = sys.add_device(
-        "accelerator",
-        DeviceMeta {
-            requester_id: Some(0x0200),
-        },
-    );
-    sys.create_device_domain(
-        ims,
-        SlotId::Secondary,
-        Box::new(MemStore::new(StoreCaps::dynamic(2048))),
-        remap,
-    )?;
-
-    println!("genmsi core walk-through: {CPUS} CPUs, soft root <- soft remap <- device stores");
-    let opts = AllocOpts::default();
-    let irqs = sys.alloc_range(nic, SlotId::Default, 0, 4, &opts)?;
-    println!(
-        "nic: allocated indices 0..4 -> irqs {:?}",
-        irqs.iter().map(|i| i.0).collect::<Vec<_>>()
-    );
-    let (mut raised, mut delivered) = (0u64, 0u64);
-    let mut traffic = |n: u32, indices: &[u32]| {
-        for _ in 0..n {
-            for &i in indices {
-                raised += 1;
-                delivered += u64::from(raise(&sys, &table, nic, i));
-            }
+impl Progress {
+    fn update(&mut self, done: u64, total: u64) {
+        if self.bar.is_none() && self.start.elapsed() > Duration::from_secs(1) {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed:>4} [{bar:40}] {pos}/{len} steps")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
         }
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+}
+
+fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<bool> {
+    let (name, text) = match &file {
+        Some(path) => (
+            path.file_stem()
+                .map_or("scenario".into(), |s| s.to_string_lossy().into_owned()),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => ("default".to_string(), DEFAULT.to_string()),
     };
-    traffic(100, &[0, 1, 2, 3]);
-    let irq7 = sys.alloc_at(nic, SlotId::Default, 7, &opts)?;
-    println!(
-        "nic: allocated index 7 after enable -> irq {} (indices 0..4 untouched)",
-        irq7.0
-    );
-    traffic(100, &[0, 1, 2, 3, 7]);
-    sys.set_affinity(irqs[0], &CpuMask::single(5))?;
-    println!("nic: irq {} moved to CPU 5", irqs[0].0);
-    traffic(100, &[0, 1, 2, 3, 7]);
-    sys.free_index(nic, SlotId::Default, 7)?;
-    println!("nic: freed index 7");
-    traffic(100, &[0, 1, 2, 3]);
-    let mut queues = Vec::new();
-    for q in 0..512u64 {
-        queues.push(
-            sys.alloc_any(
-                ims,
-                SlotId::Secondary,
-                &AllocOpts {
-                    cookie: Some(q),
-                    ..opts.clone()
-                },
-            )?
-            .0,
-        );
+    let mut progress = Progress {
+        start: Instant::now(),
+        bar: None,
+    };
+    let shown = file
+        .as_ref()
+        .map_or("the default scenario".into(), |p| p.display().to_string());
+    let report = genmsi_sim::run_text(&name, &text, seed, &mut |d, t| progress.update(d, t))
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    if let Some(bar) = progress.bar {
+        bar.finish_and_clear();
     }
-    for &i in queues.iter().step_by(2) {
-        sys.free_index(ims, SlotId::Secondary, i)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
     }
-    println!("accelerator: 512 IMS queues allocated at any free index, 256 freed again");
-    let refused = sys.alloc_at(nic, SlotId::Default, 2, &opts).unwrap_err();
-    println!("nic: allocating index 2 again is refused: {refused}");
-    let stats = sys.stats();
-    println!(
-        "irqs allocated {} active {}; interrupts raised {raised} delivered {delivered} lost {}",
-        stats.irqs_allocated,
-        stats.irqs_active,
-        raised - delivered
-    );
-    for cpu in 0..CPUS {
-        println!("  cpu {cpu}: {} interrupts", sys.table().cpu_count(cpu));
-    }
-    Ok(raised - delivered)
+    Ok(report.ok())
 }

@@ -182,6 +182,41 @@ impl Rte {
         }
     }
 
+    /// The hardware side: the message the IO-APIC sends when the pin fires. Compatibility
+    /// entries become a compatibility-format MSI (SDM Vol. 3A 11.11) with the pin's trigger mode
+    /// and the level asserted; remapped entries become a remappable-format request naming the
+    /// entry's index, SHV clear, with the vector in the data (VT-d 5.1.5.1).
+    pub fn message(&self) -> Msg {
+        match *self {
+            Rte::Compat {
+                vector,
+                delivery,
+                dest_mode,
+                dest,
+                pin,
+                ..
+            } => crate::msi::CompatMsi {
+                dest: u32::from(dest),
+                redirection_hint: false,
+                dest_mode,
+                vector,
+                delivery,
+                trigger: pin.trigger,
+                assert: true,
+            }
+            .emit(),
+            Rte::Remapped { index, vector, .. } => {
+                let mut m = crate::msi::RemappableMsi {
+                    handle: index,
+                    subhandle: None,
+                }
+                .emit();
+                m.data = u32::from(vector.0);
+                m
+            }
+        }
+    }
+
     /// The read-only bits (delivery status, remote IRR) of a raw entry: (delivery status, remote IRR).
     pub fn status(v: u64) -> (bool, bool) {
         (v & field::DELIVERY_STATUS != 0, v & field::REMOTE_IRR != 0)
@@ -398,6 +433,30 @@ mod tests {
         };
         assert_eq!(r.encode(), 0x0007_0000_0001_0841);
         assert_eq!(Rte::decode(r.encode()), r);
+    }
+
+    // The messages the pins send, worked by hand: the compatibility entry above (dest 3,
+    // vector 0x39, level) sends address 0xFEE03000, data 0x39 | 1 << 14 | 1 << 15 = 0xC039;
+    // the remapped entry for index 0x8003 sends 0xFEE00000 | 3 << 5 | 1 << 4 | 1 << 2 =
+    // 0xFEE00074 with the vector 0x41 as data.
+    #[test]
+    fn pins_send_the_message_their_entry_describes() {
+        let c = Rte::Compat {
+            vector: Vector(0x39),
+            delivery: DeliveryMode::Fixed,
+            dest_mode: DestMode::Physical,
+            dest: 3,
+            pin: PinConfig::LEVEL_LOW,
+            masked: false,
+        };
+        assert_eq!(c.message(), Msg::new(0xFEE0_3000, 0xC039));
+        let r = Rte::Remapped {
+            index: 0x8003,
+            vector: Vector(0x41),
+            pin: PinConfig::EDGE_HIGH,
+            masked: false,
+        };
+        assert_eq!(r.message(), Msg::new(0xFEE0_0074, 0x41));
     }
 
     #[test]

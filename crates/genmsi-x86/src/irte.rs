@@ -75,7 +75,7 @@ impl Svt {
 }
 
 /// Interrupt remapping fault reasons (VT-d 7.1.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultReason {
     /// 0x20: reserved fields set in the interrupt request.
     RequestReserved,

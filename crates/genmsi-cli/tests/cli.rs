@@ -1,0 +1,73 @@
+//! The `genmsi` binary: exit statuses, JSON output, errors for bad files.
+
+use std::process::Command;
+
+fn genmsi(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_genmsi"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn run_json_is_one_object_with_the_counters() {
+    let out = genmsi(&["run", "scenarios/ir-spoofing.toml", "--json", "--seed", "4"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in ["raised", "delivered", "blocked", "lost"] {
+        assert!(v[key].is_u64(), "{key}");
+    }
+    assert_eq!(v["seed"], 4);
+    assert_eq!(v["lost"], 0);
+}
+
+#[test]
+fn a_failing_run_exits_1_and_a_bad_file_exits_2_with_the_line() {
+    let dir = std::env::temp_dir().join(format!("genmsi-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spoof = dir.join("spoof.toml");
+    std::fs::write(
+        &spoof,
+        "[machine]\ncpus = 4\nremapping = false\nsteps = 100\n[[device]]\nkind = \"nic\"\nname = \"a\"\nvectors = 2\n[[event]]\nat = 10\nkind = \"wrong-rid\"\ndevice = \"a\"\n",
+    )
+    .unwrap();
+    let out = genmsi(&["run", spoof.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without remapping the spoof gets through: the run fails"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("UNEXPECTED"));
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[machine]\ncpus = 4\n\n[[device]]\nkind = \"nic\"\nname = \"a\"\nvectors = 0\n",
+    )
+    .unwrap();
+    let out = genmsi(&["run", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4: device.vectors: must be at least 1"),
+        "{err}"
+    );
+    let out = genmsi(&["run", "no/such/file.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_lists_the_options() {
+    let out = genmsi(&["run", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in ["--seed", "--json", "[FILE]"] {
+        assert!(text.contains(opt), "{text}");
+    }
+}

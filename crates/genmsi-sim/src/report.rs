@@ -1,0 +1,239 @@
+//! The run's report: counters that add up, the vector use per CPU, the busiest irqs in a
+//! /proc/interrupts-style table, and what every event did.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One device's line of the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeviceReport {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Store kind.
+    pub store: String,
+    /// Requester id, as bus:device.function.
+    pub requester_id: String,
+    /// Vectors allocated at the end.
+    pub vectors: u32,
+    /// Store capacity.
+    pub capacity: u32,
+    /// Interrupts raised.
+    pub raised: u64,
+    /// Interrupts handled by the right irq.
+    pub delivered: u64,
+}
+
+/// Vector use per CPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VectorUse {
+    /// Fewest vectors in use on a CPU.
+    pub min: u32,
+    /// Most vectors in use on a CPU.
+    pub max: u32,
+    /// Mean per CPU.
+    pub mean: f64,
+    /// All vectors in use.
+    pub total: u32,
+    /// The busiest CPUs: (cpu, vectors in use).
+    pub top: Vec<(u32, u32)>,
+}
+
+/// One row of the busiest-irqs table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IrqRow {
+    /// Irq number.
+    pub irq: u32,
+    /// Owning device.
+    pub device: String,
+    /// Store index.
+    pub index: u32,
+    /// Store kind.
+    pub store: String,
+    /// Interrupts handled.
+    pub total: u64,
+    /// Per CPU: (cpu, count), CPUs with a count only.
+    pub per_cpu: Vec<(u32, u64)>,
+}
+
+/// Writes injected on purpose, and what became of them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Injected {
+    /// Writes to vectors nobody owns.
+    pub spurious: u64,
+    /// Of those, blocked by remapping.
+    pub spurious_blocked: u64,
+    /// Replays of a device's message with another requester id.
+    pub wrong_rid: u64,
+    /// Of those, blocked.
+    pub wrong_rid_blocked: u64,
+    /// Of those, delivered (the spoof worked: only possible without remapping).
+    pub wrong_rid_delivered: u64,
+}
+
+/// The report of one run. `raised = delivered + blocked + lost + pending`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// CPUs.
+    pub cpus: u32,
+    /// Interrupt remapping on.
+    pub remapping: bool,
+    /// Traffic steps run.
+    pub steps: u64,
+    /// Interrupts devices raised.
+    pub raised: u64,
+    /// Handled by the irq that owns the source.
+    pub delivered: u64,
+    /// Blocked by remapping (legitimate traffic; should be 0).
+    pub blocked: u64,
+    /// Lost: landed nowhere, on the wrong irq, on an offline CPU, or the device was disabled.
+    pub lost: u64,
+    /// Latched at the device at the end (masked).
+    pub pending: u64,
+    /// Merged with the same vector already pending (edge coalescing).
+    pub merged: u64,
+    /// Faults recorded by the remapping units, injected ones included: reason -> count.
+    pub faults: BTreeMap<String, u64>,
+    /// Why interrupts were lost: reason -> count.
+    pub lost_reasons: BTreeMap<String, u64>,
+    /// Injected writes.
+    pub injected: Injected,
+    /// Things that should not have happened.
+    pub unexpected: Vec<String>,
+    /// Irqs allocated at the end.
+    pub irqs: u32,
+    /// Per device.
+    pub devices: Vec<DeviceReport>,
+    /// Vector use per CPU.
+    pub vectors: VectorUse,
+    /// The busiest irqs.
+    pub busiest: Vec<IrqRow>,
+    /// What each event did.
+    pub events: Vec<String>,
+    /// Old vectors released after moves.
+    pub vectors_released: u64,
+}
+
+impl Report {
+    /// True when nothing was lost and nothing unexpected happened.
+    pub fn ok(&self) -> bool {
+        self.lost == 0 && self.blocked == 0 && self.unexpected.is_empty()
+    }
+
+    /// The human-readable report.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "genmsi simulation `{}`: {} CPUs, remapping {}, seed {}, {} steps",
+            self.scenario,
+            self.cpus,
+            if self.remapping { "on" } else { "off" },
+            self.seed,
+            self.steps
+        );
+        let _ = writeln!(o, "\nDevices ({} irqs allocated)", self.irqs);
+        let _ = writeln!(
+            o,
+            "  {:<14} {:<12} {:<10} {:<8} {:>8} {:>9} {:>10} {:>10}",
+            "name", "kind", "store", "rid", "vectors", "capacity", "raised", "delivered"
+        );
+        for d in &self.devices {
+            let _ = writeln!(
+                o,
+                "  {:<14} {:<12} {:<10} {:<8} {:>8} {:>9} {:>10} {:>10}",
+                d.name,
+                d.kind,
+                d.store,
+                d.requester_id,
+                d.vectors,
+                d.capacity,
+                d.raised,
+                d.delivered
+            );
+        }
+        let v = &self.vectors;
+        let _ = writeln!(
+            o,
+            "\nVectors per CPU: min {} max {} mean {:.1} total {}",
+            v.min, v.max, v.mean, v.total
+        );
+        let top: Vec<String> = v.top.iter().map(|(c, n)| format!("cpu{c}={n}")).collect();
+        let _ = writeln!(o, "  busiest: {}", top.join(" "));
+        let _ = writeln!(o, "\nInterrupts");
+        let _ = writeln!(o, "  raised    {:>10}", self.raised);
+        let _ = writeln!(o, "  delivered {:>10}", self.delivered);
+        let _ = writeln!(o, "  blocked   {:>10}", self.blocked);
+        let _ = writeln!(o, "  lost      {:>10}", self.lost);
+        let _ = writeln!(o, "  pending   {:>10}", self.pending);
+        for (r, n) in &self.lost_reasons {
+            let _ = writeln!(o, "    lost: {r}: {n}");
+        }
+        let i = &self.injected;
+        let _ = writeln!(
+            o,
+            "  injected: {} spurious writes ({} blocked), {} wrong-requester-id writes ({} blocked, {} delivered)",
+            i.spurious, i.spurious_blocked, i.wrong_rid, i.wrong_rid_blocked, i.wrong_rid_delivered
+        );
+        for (r, n) in &self.faults {
+            let _ = writeln!(o, "  remapping fault {r}: {n}");
+        }
+        let _ = writeln!(
+            o,
+            "  old vectors released after moves: {}",
+            self.vectors_released
+        );
+        if !self.busiest.is_empty() {
+            // The eight CPUs that handled most of these irqs' interrupts, in CPU order.
+            let mut by_cpu: BTreeMap<u32, u64> = BTreeMap::new();
+            for (c, n) in self.busiest.iter().flat_map(|r| r.per_cpu.iter()) {
+                *by_cpu.entry(*c).or_default() += n;
+            }
+            let mut cpus: Vec<(u32, u64)> = by_cpu.into_iter().collect();
+            cpus.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut cpus: Vec<u32> = cpus.into_iter().take(8).map(|c| c.0).collect();
+            cpus.sort_unstable();
+            let _ = writeln!(o, "\nBusiest irqs");
+            let mut head = format!("  {:>6}", "IRQ");
+            for c in &cpus {
+                let _ = write!(head, " {:>9}", format!("CPU{c}"));
+            }
+            let _ = writeln!(o, "{head}  {:>9}  store      device", "total");
+            for r in &self.busiest {
+                let mut line = format!("  {:>5}:", r.irq);
+                for c in &cpus {
+                    let n = r.per_cpu.iter().find(|x| x.0 == *c).map_or(0, |x| x.1);
+                    let _ = write!(line, " {n:>9}");
+                }
+                let _ = writeln!(
+                    o,
+                    "{line}  {:>9}  {:<10} {}[{}]",
+                    r.total, r.store, r.device, r.index
+                );
+            }
+        }
+        if !self.events.is_empty() {
+            let _ = writeln!(o, "\nEvents");
+            for e in &self.events {
+                let _ = writeln!(o, "  {e}");
+            }
+        }
+        for u in &self.unexpected {
+            let _ = writeln!(o, "UNEXPECTED: {u}");
+        }
+        let _ = writeln!(
+            o,
+            "\nresult: {} (lost {}, unexpected {})",
+            if self.ok() { "ok" } else { "FAILED" },
+            self.lost,
+            self.unexpected.len()
+        );
+        o
+    }
+}

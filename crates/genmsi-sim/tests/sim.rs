@@ -1,0 +1,232 @@
+//! The simulator end to end: the default scenario, determinism, every fault injection, bad
+//! scenario files, and every example scenario under scenarios/.
+
+use genmsi_sim::{run_text, Report, Scenario};
+
+fn run(text: &str, seed: Option<u64>) -> Report {
+    run_text("test", text, seed, &mut |_, _| {}).expect("scenario runs")
+}
+
+fn scenario_file(name: &str) -> String {
+    let path = format!("{}/../../scenarios/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn default_scenario_loses_nothing_and_reports_the_counters() {
+    let r = run(genmsi_sim::scenario::DEFAULT, None);
+    assert!(r.ok(), "{}", r.text());
+    assert_eq!(r.lost, 0);
+    assert_eq!(
+        r.raised,
+        r.delivered + r.blocked + r.lost + r.pending + r.merged
+    );
+    assert!(r.raised > 50_000);
+    // Every device kind raised interrupts that arrived.
+    for d in &r.devices {
+        assert!(d.delivered > 0 && d.delivered == d.raised, "{d:?}");
+    }
+    let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+    for key in ["raised", "delivered", "blocked", "lost"] {
+        assert!(json[key].is_u64(), "JSON key {key}");
+    }
+    // The events did what the scenario says.
+    let events = r.events.join("\n");
+    assert!(
+        events.contains("eth0: 16 irq(s) moved to CPUs 32-47"),
+        "{events}"
+    );
+    assert!(events.contains("CPU 5 offline"), "{events}");
+    assert!(
+        events.contains("guest unmasked entry 9: host vector allocated at index 9"),
+        "{events}"
+    );
+    assert_eq!(r.injected.wrong_rid_blocked, r.injected.wrong_rid);
+    assert!(r.vectors_released > 0, "moves released their old vectors");
+}
+
+#[test]
+fn same_seed_same_report_byte_for_byte() {
+    let a = serde_json::to_string(&run(genmsi_sim::scenario::DEFAULT, Some(5))).unwrap();
+    let b = serde_json::to_string(&run(genmsi_sim::scenario::DEFAULT, Some(5))).unwrap();
+    assert_eq!(a, b);
+    let c = serde_json::to_string(&run(genmsi_sim::scenario::DEFAULT, Some(6))).unwrap();
+    assert_ne!(a, c, "the seed drives the traffic");
+}
+
+const SMALL: &str = r#"
+seed = 3
+[machine]
+cpus = 8
+remapping = REMAP
+steps = 3000
+[[device]]
+kind = "nic"
+name = "eth0"
+vectors = 4
+[[device]]
+kind = "nvme"
+name = "nvme0"
+vectors = 8
+[[device]]
+kind = "ims"
+name = "acc"
+vectors = 8
+capacity = 4096
+"#;
+
+fn small(remap: bool, events: &str) -> Report {
+    run(
+        &format!("{}{events}", SMALL.replace("REMAP", &remap.to_string())),
+        None,
+    )
+}
+
+#[test]
+fn spurious_writes_are_counted_never_handled() {
+    for remap in [true, false] {
+        let r = small(
+            remap,
+            "[[event]]\nat = 100\nkind = \"spurious\"\ncount = 20\n",
+        );
+        assert!(r.ok(), "{}", r.text());
+        assert_eq!(r.injected.spurious, 20);
+        assert_eq!(r.injected.spurious_blocked, if remap { 20 } else { 0 });
+        if remap {
+            assert_eq!(r.faults.get("0x22 entry not present"), Some(&20));
+        }
+    }
+}
+
+#[test]
+fn wrong_requester_id_is_blocked_only_with_remapping() {
+    let ev = "[[event]]\nat = 100\nkind = \"wrong-rid\"\ndevice = \"eth0\"\ncount = 5\n";
+    let r = small(true, ev);
+    assert!(r.ok(), "{}", r.text());
+    assert_eq!(
+        (r.injected.wrong_rid_blocked, r.injected.wrong_rid_delivered),
+        (5, 0)
+    );
+    assert_eq!(r.faults.get("0x26 source-id check failed"), Some(&5));
+    let r = small(false, ev);
+    assert_eq!(
+        r.injected.wrong_rid_delivered, 5,
+        "without remapping the spoof works"
+    );
+    assert!(!r.ok(), "and the run fails");
+}
+
+#[test]
+fn cpu_offline_during_traffic_moves_irqs_and_loses_nothing() {
+    let ev = "[[event]]\nat = 1000\nkind = \"cpu-offline\"\ncpu = 2\n[[event]]\nat = 2000\nkind = \"cpu-online\"\ncpu = 2\n";
+    let r = small(true, ev);
+    assert!(r.ok(), "{}", r.text());
+    assert!(
+        r.events[0].contains("CPU 2 offline") && r.events[0].contains("1 managed irq(s) shut down"),
+        "{:?}",
+        r.events
+    );
+    assert!(
+        r.events[1].contains("1 managed irq(s) restarted"),
+        "{:?}",
+        r.events
+    );
+    assert_eq!(r.lost, 0);
+}
+
+#[test]
+fn affinity_changes_during_traffic_lose_nothing() {
+    let mut ev = String::new();
+    for (i, cpus) in ["0", "7", "3-4", "1,5", "6"].iter().enumerate() {
+        ev += &format!(
+            "[[event]]\nat = {}\nkind = \"affinity\"\ndevice = \"eth0\"\ncpus = \"{cpus}\"\n",
+            200 + i * 500
+        );
+        ev += &format!(
+            "[[event]]\nat = {}\nkind = \"affinity\"\ndevice = \"acc\"\ncpus = \"{cpus}\"\n",
+            300 + i * 500
+        );
+    }
+    let r = small(true, &ev);
+    assert!(r.ok(), "{}", r.text());
+    assert!(
+        r.vectors_released >= 40,
+        "old vectors were released: {}",
+        r.vectors_released
+    );
+}
+
+#[test]
+fn allocation_storm_is_refused_cleanly() {
+    let r = small(
+        true,
+        "[[event]]\nat = 10\nkind = \"storm\"\ndevice = \"acc\"\ncpus = \"1\"\n",
+    );
+    assert!(r.ok(), "{}", r.text());
+    let e = &r.events[0];
+    assert!(
+        e.contains("then refused with `no free vector on CPUs 1`") && e.contains("all freed"),
+        "{e}"
+    );
+}
+
+fn parse_err(text: &str) -> genmsi_sim::ScenarioError {
+    Scenario::parse(text).expect_err("the scenario is malformed")
+}
+
+#[test]
+fn malformed_scenarios_name_the_line_and_field() {
+    let base = "[machine]\ncpus = 4\n";
+    let e = parse_err(&format!("{base}bogus = 1\n"));
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("unknown field `bogus`"), "{e}");
+    let e = parse_err("[machine]\ncpus = \"many\"\n");
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("invalid type"), "{e}");
+    let e = parse_err(&format!(
+        "{base}[[device]]\nkind = \"nic\"\nname = \"a\"\naffinity = \"0-9\"\n"
+    ));
+    assert_eq!((e.line, e.field.as_str()), (3, "device.affinity"));
+    assert!(e.message.contains("CPU 9 does not exist"), "{e}");
+    let e = parse_err(&format!(
+        "{base}[[device]]\nkind = \"toaster\"\nname = \"a\"\n"
+    ));
+    assert_eq!(e.line, 4);
+    assert!(e.message.contains("unknown variant `toaster`"), "{e}");
+    let e = parse_err(&format!(
+        "{base}[[event]]\nat = 1\nkind = \"affinity\"\ndevice = \"nope\"\ncpus = \"0\"\n"
+    ));
+    assert_eq!((e.line, e.field.as_str()), (3, "event.device"));
+    assert!(e.message.contains("no device named `nope`"), "{e}");
+    let e = parse_err(&format!(
+        "{base}[[event]]\nat = 1\nkind = \"cpu-offline\"\ncpu = 4\n"
+    ));
+    assert_eq!((e.line, e.field.as_str()), (3, "event.cpu"));
+    let e = parse_err("[machine]\ncpus = 0\n");
+    assert_eq!(e.field, "machine.cpus");
+    let e = parse_err("[machine]\ncpus = 512\nremapping = false\n");
+    assert_eq!(e.field, "machine.remapping");
+    let e = parse_err("[machine\ncpus = 1\n");
+    assert_eq!(e.line, 1, "{e}");
+    assert!(e.to_string().starts_with("line 1: "), "{e}");
+}
+
+#[test]
+fn every_example_scenario_runs_clean() {
+    let dir = format!("{}/../../scenarios", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in names {
+        let r = run(&scenario_file(&name), None);
+        assert!(r.ok(), "{name}: {}", r.text());
+        if name == "big-machine.toml" {
+            assert_eq!(r.cpus, 4096);
+            assert!(r.irqs >= 100_000, "{} irqs", r.irqs);
+        }
+    }
+}
