@@ -4,6 +4,8 @@ mod boot;
 mod devices;
 mod hpet;
 mod ioapic;
+mod msi;
+mod msix;
 mod smp;
 mod vtd;
 
@@ -18,6 +20,13 @@ pub fn run(args: &Args) {
             let p = crate::platform::init();
             ioapic::run(p, "");
             hpet::run(p);
+        }
+        "pci" => {
+            let p = crate::platform::init();
+            msi::run(p);
+            if let Some(nic) = msix::run(p, args, "") {
+                msix::release(p, nic, "");
+            }
         }
         "vtd" => vtd::run(args),
         "smp" => smp::run(),
