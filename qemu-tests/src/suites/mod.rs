@@ -8,6 +8,7 @@ mod msi;
 mod msix;
 mod smp;
 mod vtd;
+mod vtd_msix;
 
 use crate::Args;
 
