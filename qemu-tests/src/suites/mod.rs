@@ -7,6 +7,7 @@ mod ioapic;
 mod msi;
 mod msix;
 mod smp;
+mod smp_msix;
 mod vtd;
 mod vtd_msix;
 
@@ -30,7 +31,10 @@ pub fn run(args: &Args) {
             }
         }
         "vtd" => vtd::run(args),
-        "smp" => smp::run(),
+        "smp" => {
+            smp::run();
+            smp_msix::run(crate::platform::init(), args);
+        }
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
