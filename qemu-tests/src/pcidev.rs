@@ -22,7 +22,7 @@ pub struct PortConfig(pub PciFunction);
 
 impl PortConfig {
     fn check(offset: u16, width: u8) -> Result<(), ConfigError> {
-        if offset % u16::from(width) != 0 {
+        if !offset.is_multiple_of(u16::from(width)) {
             return Err(ConfigError::Misaligned { offset, width });
         }
         if offset + u16::from(width) > CONFIG_SIZE {
@@ -97,7 +97,7 @@ impl BarWindows {
 
     fn window(&self, bar: Bar, offset: u64) -> Result<MmioRegion, MmioError> {
         let w = self.bars[usize::from(bar.index())].ok_or(MmioError::NoBar { bar })?;
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(MmioError::Misaligned { bar, offset });
         }
         if offset.checked_add(4).is_none_or(|end| end > w.len()) {

@@ -37,7 +37,10 @@ pub fn run(p: &platform::Platform) {
     let (control, programmed) = p
         .sys
         .with_store::<MsiStore<PortConfig>, _>(dev.id, SlotId::Default, |s| {
-            (s.cap().read_control(s.config()), s.cap().read_msg(s.config()))
+            (
+                s.cap().read_control(s.config()),
+                s.cap().read_msg(s.config()),
+            )
         })
         .expect("the MSI store");
     let enabled = control.is_ok_and(|c| c.enabled());

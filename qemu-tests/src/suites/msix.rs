@@ -14,8 +14,8 @@ use alloc::vec::Vec;
 use genmsi::{AllocOpts, Irq, SlotId};
 use genmsi_pci::msix::{MsixControl, MsixEntry};
 use genmsi_pci::{
-    pci_alloc_irq_vectors, pci_free_irq_vectors, pci_msix_alloc_irq_at, pci_msix_can_alloc_dyn, pci_msix_free_irq,
-    IrqTypes, IrqVectors, MsixStore,
+    pci_alloc_irq_vectors, pci_free_irq_vectors, pci_msix_alloc_irq_at, pci_msix_can_alloc_dyn,
+    pci_msix_free_irq, IrqTypes, IrqVectors, MsixStore,
 };
 
 /// The store `pci_alloc_irq_vectors` binds for the e1000e.
@@ -245,7 +245,9 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
 
 /// Frees every vector of `nic`: MSI-X is disabled and a raise delivers nothing.
 pub fn release(p: &platform::Platform, nic: Nic, tag: &str) {
-    let target = p.with_vector(|v| v.target(nic.dynamic)).expect("active irq");
+    let target = p
+        .with_vector(|v| v.target(nic.dynamic))
+        .expect("active irq");
     let raw = counts::on(target.cpu, target.vector.0);
     let freed = pci_free_irq_vectors(&p.sys, &nic.dev, &nic.vectors, None);
     let cap = nic.device.pci.find_capability(crate::pci::CAP_MSIX);

@@ -105,8 +105,12 @@ pub fn run(p: &platform::Platform, args: &Args) {
             errors.push(e);
         }
         time::delay(1);
+        let on_new = p.sys.table().cpu_count(cpu);
         nic.raise(0);
         raises += 2;
+        // The move completes with this arrival, which a loaded host may delay; then room for
+        // its echo.
+        time::wait_until(100, || p.sys.table().cpu_count(cpu) > on_new);
         time::delay(1);
         let to = p.with_vector(|v| v.target(irq)).map(|t| t.cpu);
         moves.push((from, to));

@@ -168,7 +168,12 @@ fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32;
 /// The e1000e registered under a requester id that is not its own: the IRTE checks the wrong
 /// source, so the unit blocks the e1000e's message and records a source-id fault.
 fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, args: &Args) {
-    let dev = pcidev::register(&p.sys, "e1000e (wrong requester id)", device.pci, WRONG_ADDRESS);
+    let dev = pcidev::register(
+        &p.sys,
+        "e1000e (wrong requester id)",
+        device.pci,
+        WRONG_ADDRESS,
+    );
     let vectors = pci_alloc_irq_vectors(
         &p.sys,
         &dev,
