@@ -17,7 +17,7 @@ use crate::Args;
 pub fn run(args: &Args) {
     match args.suite.as_str() {
         "boot" => boot::run(args),
-        "devices" => devices::run(args),
+        "devices" => devices::run(),
         "legacy" => {
             let p = crate::platform::init();
             ioapic::run(p, "");
@@ -26,14 +26,14 @@ pub fn run(args: &Args) {
         "pci" => {
             let p = crate::platform::init();
             msi::run(p);
-            if let Some(nic) = msix::run(p, args, "") {
+            if let Some(nic) = msix::run(p, "") {
                 msix::release(p, nic, "");
             }
         }
         "vtd" => vtd::run(args),
         "smp" => {
             smp::run();
-            smp_msix::run(crate::platform::init(), args);
+            smp_msix::run(crate::platform::init());
         }
         other => {
             crate::check!("suite known", false, "no suite named {other:?}");

@@ -3,12 +3,12 @@
 //! delivers. The same checks run under the vector domain alone and under VT-d remapping.
 //!
 //! QEMU's e1000e may send a vector once more when its throttling timer expires (see
-//! [`messages_per_fire`]): a raise counts as delivered when one message, or one plus that
+//! [`MAX_MESSAGES_PER_RAISE`]): a raise counts as delivered when one message, or one plus that
 //! echo, arrived, and every arrival must be counted by genmsi exactly once.
 
-use crate::devices::e1000e::{messages_per_fire, E1000e};
+use crate::devices::e1000e::{E1000e, MAX_MESSAGES_PER_RAISE};
 use crate::pcidev::{self, BarWindows, Function, PortConfig};
-use crate::{check, counts, platform, time, Args};
+use crate::{check, counts, platform, time};
 use alloc::format;
 use alloc::vec::Vec;
 use genmsi::{AllocOpts, Irq, SlotId};
@@ -37,8 +37,6 @@ pub struct Nic {
     pub vectors: IrqVectors,
     /// The irq of [`DYNAMIC_INDEX`].
     pub dynamic: Irq,
-    /// Messages one raise may cause on this QEMU.
-    pub per_fire: u32,
 }
 
 /// What one raise of a vector caused.
@@ -52,8 +50,9 @@ pub struct Fired {
 
 impl Fired {
     /// One message (or one plus QEMU's echo), each counted exactly once.
-    pub fn ok(&self, per_fire: u32) -> bool {
-        (1..=u64::from(per_fire)).contains(&self.counted) && self.counted == u64::from(self.arrived)
+    pub fn ok(&self) -> bool {
+        (1..=u64::from(MAX_MESSAGES_PER_RAISE)).contains(&self.counted)
+            && self.counted == u64::from(self.arrived)
     }
 }
 
@@ -98,12 +97,11 @@ pub fn pending(p: &platform::Platform, dev: &Function, index: u32) -> bool {
 }
 
 /// Runs the MSI-X checks on the platform `p`; `tag` names the configuration in check names.
-pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
+pub fn run(p: &platform::Platform, tag: &str) -> Option<Nic> {
     let Some(device) = E1000e::find() else {
         check!(&format!("msix{tag}: an e1000e device"), false);
         return None;
     };
-    let per_fire = messages_per_fire(args.qemu);
     let dev = pcidev::register(&p.sys, "e1000e", device.pci, pcidev::address(device.pci));
     let opts = AllocOpts::default();
     let vectors =
@@ -144,7 +142,7 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
         .collect();
     check!(
         &format!("msix{tag}: vectors 0 and 1 each delivered and counted once"),
-        fired.iter().all(|f| f.ok(per_fire)),
+        fired.iter().all(|f| f.ok()),
         "{fired:?}"
     );
 
@@ -181,7 +179,7 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
     crate::println!("msix{tag}: messages per raise (index, counted/arrived): {fired:?}");
     check!(
         &format!("msix{tag}: vectors 0, 1 and 4 each delivered and counted once"),
-        fired.iter().all(|(_, f)| f.ok(per_fire)),
+        fired.iter().all(|(_, f)| f.ok()),
         "{fired:?}"
     );
 
@@ -204,7 +202,7 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
     let cleared = !pending(p, &dev, DYNAMIC_INDEX);
     check!(
         &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it"),
-        latched && held && unmask.is_ok() && after.ok(per_fire) && cleared,
+        latched && held && unmask.is_ok() && after.ok() && cleared,
         "latched {latched}, held {held}, unmask {unmask:?}, after {after:?}, cleared {cleared}"
     );
 
@@ -226,11 +224,7 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
         .collect();
     check!(
         &format!("msix{tag}: a freed index no longer delivers, the others still do"),
-        freed.is_ok()
-            && entries3[1].masked()
-            && silent
-            && latched
-            && others.iter().all(|f| f.ok(per_fire)),
+        freed.is_ok() && entries3[1].masked() && silent && latched && others.iter().all(|f| f.ok()),
         "free {freed:?}, entry {:?}, silent {silent}, latched {latched}, others {others:?}",
         entries3[1]
     );
@@ -239,7 +233,6 @@ pub fn run(p: &platform::Platform, args: &Args, tag: &str) -> Option<Nic> {
         dev,
         vectors,
         dynamic: irq4,
-        per_fire,
     })
 }
 

@@ -8,8 +8,8 @@
 //!    own IRR (an xAPIC CPU cannot read another's): the BSP in line, an application
 //!    processor in the handler of a cleanup IPI.
 
-use crate::devices::e1000e::{messages_per_fire, E1000e};
-use crate::{check, counts, lapic, pcidev, platform, port, smp, time, Args};
+use crate::devices::e1000e::{E1000e, MAX_MESSAGES_PER_RAISE};
+use crate::{check, counts, lapic, pcidev, platform, port, smp, time};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use genmsi::{AllocOpts, CpuMask};
@@ -71,14 +71,14 @@ fn arrivals(cpus: u32) -> u64 {
 }
 
 /// Runs the e1000e affinity checks.
-pub fn run(p: &platform::Platform, args: &Args) {
+pub fn run(p: &platform::Platform) {
     let Some(nic) = E1000e::find() else {
         check!("smp: an e1000e device", false);
         return;
     };
     cpu_setup(p);
     let cpus = smp::online();
-    let per_fire = u64::from(messages_per_fire(args.qemu));
+    let per_fire = u64::from(MAX_MESSAGES_PER_RAISE);
     let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
     let opts = AllocOpts {
         affinity: Some(CpuMask::from_cpus([0])),
