@@ -13,6 +13,8 @@ const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const REG_TPR: u64 = 0x80;
 const REG_EOI: u64 = 0xb0;
 const REG_SVR: u64 = 0xf0;
+/// Interrupt Request Register: eight 32-bit registers, 16 bytes apart (SDM 11.8.4).
+const REG_IRR: u64 = 0x200;
 const REG_ICR_LOW: u64 = 0x300;
 const REG_ICR_HIGH: u64 = 0x310;
 const REG_LVT_LINT0: u64 = 0x350;
@@ -54,6 +56,13 @@ pub fn init(bsp: bool) {
 /// Signals end of interrupt for the highest in-service vector.
 pub fn eoi() {
     regs().write32(REG_EOI, 0);
+}
+
+/// True when `vector` is pending in the calling CPU's IRR (accepted, not yet in service). A
+/// CPU can read only its own IRR, so only the CPU that owns a vector can ask this of it.
+pub fn irr_pending(vector: u8) -> bool {
+    let reg = REG_IRR + 0x10 * u64::from(vector / 32);
+    regs().read32(reg) & (1 << (vector % 32)) != 0
 }
 
 fn send_ipi(apic_id: u32, command: u32) {

@@ -17,6 +17,7 @@ mod devices;
 mod lapic;
 mod mmio;
 mod pci;
+mod pcidev;
 mod platform;
 mod port;
 mod rt;

@@ -24,6 +24,11 @@ impl MmioRegion {
         self.base
     }
 
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
     fn ptr<T>(&self, offset: u64) -> *mut T {
         assert!(
             offset.is_multiple_of(core::mem::size_of::<T>() as u64)

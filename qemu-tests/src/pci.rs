@@ -2,7 +2,7 @@
 //! and the BARs that SeaBIOS assigned before it handed over to the PVH entry.
 
 use crate::mmio::MmioRegion;
-use crate::port::{inl, outl};
+use crate::port::{inl, outb, outl, outw};
 use spin::Mutex;
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
@@ -63,15 +63,23 @@ impl PciFunction {
         (self.read32(offset) >> (8 * (offset & 3))) as u8
     }
 
-    /// Writes 16 bits at `offset` (2-byte aligned) by read-modify-write of its dword. Callers
-    /// must not use it on a dword whose other half has write-1-to-clear bits they mean to keep.
+    /// Writes 16 bits at `offset` (2-byte aligned) with a word access, so the other half of
+    /// the dword (a Status register with write-1-to-clear bits) is left alone.
     pub fn write16(&self, offset: u16, value: u16) {
-        let shift = 8 * u32::from(offset & 2);
-        let old = self.read32(offset);
-        self.write32(
-            offset,
-            (old & !(0xffff << shift)) | (u32::from(value) << shift),
-        );
+        crate::port::cli_guard(|| {
+            let _g = CONFIG_LOCK.lock();
+            outl(CONFIG_ADDRESS, self.address(offset));
+            outw(CONFIG_DATA + (offset & 2), value);
+        })
+    }
+
+    /// Writes 8 bits at `offset` with a byte access.
+    pub fn write8(&self, offset: u16, value: u8) {
+        crate::port::cli_guard(|| {
+            let _g = CONFIG_LOCK.lock();
+            outl(CONFIG_ADDRESS, self.address(offset));
+            outb(CONFIG_DATA + (offset & 3), value);
+        })
     }
 
     /// Vendor and device id.

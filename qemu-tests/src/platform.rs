@@ -103,6 +103,11 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
     })
 }
 
+/// The platform, once built.
+pub fn get() -> Option<&'static Platform> {
+    PLATFORM.get()
+}
+
 /// The interrupt entry for every vector genmsi may hand out.
 fn dispatch(vector: u8, cpu: u32) {
     counts::record(vector, cpu);

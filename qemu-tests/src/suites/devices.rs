@@ -3,7 +3,7 @@
 //! tells whether the device recipe or the library is at fault.
 
 use crate::devices::{e1000e::E1000e, edu::Edu, hpet, ioapic::IoApic};
-use crate::{check, counts, cpu, lapic, pci, time, Args};
+use crate::{check, counts, cpu, lapic, pci, time};
 
 const EDU_VECTOR: u8 = 0x41;
 const NIC_VECTOR0: u8 = 0x42;
@@ -16,12 +16,12 @@ fn compat(vector: u8) -> (u64, u32) {
 }
 
 /// Runs every device probe.
-pub fn run(args: &Args) {
+pub fn run() {
     for v in [EDU_VECTOR, NIC_VECTOR0, NIC_VECTOR1, HPET_VECTOR] {
         cpu::set_vector_handler(v, counts::count_and_eoi);
     }
     edu_msi();
-    e1000e_msix(args);
+    e1000e_msix();
     ioapic_intx();
     hpet_fsb();
 }
@@ -56,7 +56,7 @@ fn edu_msi() {
     edu.pci.write16(cap + 2, control & !1);
 }
 
-fn e1000e_msix(args: &Args) {
+fn e1000e_msix() {
     let Some(nic) = E1000e::find() else {
         check!("devices: e1000e present", false);
         return;
@@ -90,9 +90,9 @@ fn e1000e_msix(args: &Args) {
         table.write32(t + 16 * i + 12, 0);
     }
     nic.pci.write16(cap + 2, (control | (1 << 15)) & !(1 << 14));
-    let per_fire = crate::devices::e1000e::messages_per_fire(args.qemu);
+    let per_fire = crate::devices::e1000e::MAX_MESSAGES_PER_RAISE;
     // Each fire sends one message, plus at most one throttling echo (see
-    // `messages_per_fire`), which a loaded host may delay past any fixed wait.
+    // `MAX_MESSAGES_PER_RAISE`), which a loaded host may delay past any fixed wait.
     let settle = |vector: u8, at_least: u32| {
         time::wait_until(100, || counts::total(vector) >= at_least);
         time::delay(5);

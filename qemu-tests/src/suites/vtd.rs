@@ -3,7 +3,7 @@
 
 use crate::devices::ioapic::IoApic;
 use crate::devices::vtd::Vtd;
-use crate::suites::ioapic;
+use crate::suites::{ioapic, vtd_msix};
 use crate::{check, counts, platform, time, Args};
 use genmsi::{AllocOpts, CpuMask, SlotId};
 
@@ -109,6 +109,7 @@ pub fn run(args: &Args) {
     p.sys
         .free_index(pin.dev, SlotId::Default, pin.gsi)
         .expect("free");
+    vtd_msix::run(p, args);
 }
 
 fn irte_present(p: &platform::Platform, entry: Option<u32>) -> Option<bool> {

@@ -1,0 +1,138 @@
+//! `genmsi-pci`'s access seams over the real machine: [`PortConfig`] is a function's
+//! configuration space through the legacy ports, [`BarWindows`] its memory BARs as the
+//! identity-mapped windows SeaBIOS assigned. Both are plain copies of addresses, so every clone
+//! (the stores `genmsi-pci` creates keep their own) reaches the same device registers.
+
+use crate::mmio::MmioRegion;
+use crate::pci::PciFunction;
+use genmsi::IrqSystem;
+use genmsi_pci::{
+    pci_add_device, Bar, ConfigError, ConfigSpace, Mmio, MmioError, PciAddress, PciDevice,
+};
+
+/// The configuration space the legacy mechanism reaches (conventional, 256 bytes).
+const CONFIG_SIZE: u16 = 256;
+
+/// A function on bus 0 as `genmsi-pci` sees it.
+pub type Function = PciDevice<PortConfig, BarWindows>;
+
+/// One function's configuration space through ports 0xCF8/0xCFC.
+#[derive(Clone, Copy, Debug)]
+pub struct PortConfig(pub PciFunction);
+
+impl PortConfig {
+    fn check(offset: u16, width: u8) -> Result<(), ConfigError> {
+        if !offset.is_multiple_of(u16::from(width)) {
+            return Err(ConfigError::Misaligned { offset, width });
+        }
+        if offset + u16::from(width) > CONFIG_SIZE {
+            return Err(ConfigError::OutOfRange {
+                offset,
+                width,
+                size: CONFIG_SIZE,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ConfigSpace for PortConfig {
+    fn size(&self) -> u16 {
+        CONFIG_SIZE
+    }
+
+    fn read_u8(&self, offset: u16) -> Result<u8, ConfigError> {
+        Self::check(offset, 1)?;
+        Ok(self.0.read8(offset))
+    }
+
+    fn read_u16(&self, offset: u16) -> Result<u16, ConfigError> {
+        Self::check(offset, 2)?;
+        Ok(self.0.read16(offset))
+    }
+
+    fn read_u32(&self, offset: u16) -> Result<u32, ConfigError> {
+        Self::check(offset, 4)?;
+        Ok(self.0.read32(offset))
+    }
+
+    fn write_u8(&mut self, offset: u16, value: u8) -> Result<(), ConfigError> {
+        Self::check(offset, 1)?;
+        self.0.write8(offset, value);
+        Ok(())
+    }
+
+    fn write_u16(&mut self, offset: u16, value: u16) -> Result<(), ConfigError> {
+        Self::check(offset, 2)?;
+        self.0.write16(offset, value);
+        Ok(())
+    }
+
+    fn write_u32(&mut self, offset: u16, value: u32) -> Result<(), ConfigError> {
+        Self::check(offset, 4)?;
+        self.0.write32(offset, value);
+        Ok(())
+    }
+}
+
+/// A function's memory BARs, each the window its BAR register names.
+#[derive(Clone, Copy, Debug)]
+pub struct BarWindows {
+    bars: [Option<MmioRegion>; Bar::COUNT as usize],
+}
+
+impl BarWindows {
+    /// The memory BARs of `f` as assigned now (I/O and unassigned BARs are absent).
+    pub fn of(f: PciFunction) -> Self {
+        let mut bars = [None; Bar::COUNT as usize];
+        let mut index = 0;
+        while index < Bar::COUNT {
+            bars[usize::from(index)] = f.memory_bar(index);
+            // A 64-bit BAR takes the next register for its high half.
+            let low = f.read32(0x10 + 4 * u16::from(index));
+            index += if low & 0b111 == 0b100 { 2 } else { 1 };
+        }
+        BarWindows { bars }
+    }
+
+    fn window(&self, bar: Bar, offset: u64) -> Result<MmioRegion, MmioError> {
+        let w = self.bars[usize::from(bar.index())].ok_or(MmioError::NoBar { bar })?;
+        if !offset.is_multiple_of(4) {
+            return Err(MmioError::Misaligned { bar, offset });
+        }
+        if offset.checked_add(4).is_none_or(|end| end > w.len()) {
+            return Err(MmioError::OutOfRange {
+                bar,
+                offset,
+                len: w.len(),
+            });
+        }
+        Ok(w)
+    }
+}
+
+impl Mmio for BarWindows {
+    fn bar_len(&self, bar: Bar) -> Option<u64> {
+        self.bars[usize::from(bar.index())].map(|w| w.len())
+    }
+
+    fn read_u32(&self, bar: Bar, offset: u64) -> Result<u32, MmioError> {
+        Ok(self.window(bar, offset)?.read32(offset))
+    }
+
+    fn write_u32(&mut self, bar: Bar, offset: u64, value: u32) -> Result<(), MmioError> {
+        self.window(bar, offset)?.write32(offset, value);
+        Ok(())
+    }
+}
+
+/// Registers `f` with `sys` under the requester id of `as_address` (its own address, or a
+/// wrong one on purpose for the source-id check).
+pub fn register(sys: &IrqSystem, name: &str, f: PciFunction, as_address: PciAddress) -> Function {
+    pci_add_device(sys, name, as_address, PortConfig(f), BarWindows::of(f))
+}
+
+/// The bus/device/function of `f` (bus 0).
+pub fn address(f: PciFunction) -> PciAddress {
+    PciAddress::new(0, f.device, f.function)
+}

@@ -1,0 +1,227 @@
+//! VT-d interrupt remapping under the MSI-X store: the e1000e's vectors through
+//! `genmsi-x86`'s IR domain. The MSI-X checks of [`msix`] run first (remapped delivery), then:
+//! the IRTEs carry the function's requester id, an affinity change rewrites only the IRTE, a
+//! non-present IRTE blocks, and a requester id that fails the IRTE's source check blocks.
+//! Every IRTE change is followed by a completed invalidation.
+
+use crate::pcidev::{self, Function};
+use crate::suites::msix::{self, Nic, Store};
+use crate::{check, counts, platform, time, Args};
+use alloc::format;
+use alloc::vec::Vec;
+use genmsi::{AllocOpts, CpuMask, Irq, SlotId};
+use genmsi_pci::{pci_alloc_irq_vectors, pci_free_irq_vectors, IrqTypes, IrqVectors, PciAddress};
+use genmsi_x86::msi::MsiFormat;
+use genmsi_x86::{FaultReason, Irte, IrteTable};
+
+/// The requester id the e1000e is registered under for the source-id check: a slot no
+/// device occupies in the runner's configuration.
+const WRONG_ADDRESS: PciAddress = PciAddress::new(0, 7, 0);
+
+/// IRTE writes the IR domain made, and invalidations the unit completed.
+fn invalidations(p: &platform::Platform) -> (u64, u64) {
+    p.with_remap(|d| (d.invalidations(), d.invalidator().completed))
+        .expect("remapping domain")
+}
+
+/// The IRTE of `irq`, decoded, with its index.
+fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
+    p.with_remap(|d| {
+        let index = d.entry_of(irq)?;
+        Irte::parse(d.table().read(index), false)
+            .ok()
+            .map(|e| (index, e))
+    })
+    .flatten()
+}
+
+/// The IRTE index the MSI-X entry `index` names, if it holds a remappable message.
+fn entry_handle(p: &platform::Platform, dev: &Function, index: u32) -> Option<u32> {
+    let (_, entries) = msix::table(p, dev);
+    match MsiFormat::parse(&entries.get(index as usize)?.msg) {
+        Ok(MsiFormat::Remappable(r)) => Some(r.index()),
+        _ => None,
+    }
+}
+
+/// Faults the unit recorded since the last call.
+fn faults(p: &platform::Platform) -> Vec<crate::devices::vtd::Fault> {
+    p.with_remap(|d| d.invalidator().vtd.take_faults())
+        .unwrap_or_default()
+}
+
+/// Runs the MSI-X checks under remapping on the platform `p`.
+pub fn run(p: &platform::Platform, args: &Args) {
+    let (writes0, done0) = invalidations(p);
+    let Some(nic) = msix::run(p, " under VT-d") else {
+        return;
+    };
+    let irq0 = nic.vectors.irqs()[0];
+    let rid = nic.dev.address.requester_id();
+    let live = [(0, irq0), (msix::DYNAMIC_INDEX, nic.dynamic)];
+    let sourced = live.iter().all(|&(i, irq)| {
+        irte(p, irq).is_some_and(|(index, e)| {
+            e.present && e.sid == rid && Some(index) == entry_handle(p, &nic.dev, i)
+        })
+    });
+    let (writes1, done1) = invalidations(p);
+    check!(
+        "vtd: MSI-X entries name present IRTEs that check the e1000e's requester id, each write invalidated",
+        sourced && writes1 > writes0 && done1 - done0 == writes1 - writes0,
+        "requester id {rid:#06x}, IRTEs {:?}, writes {writes0}->{writes1}, invalidations {done0}->{done1}",
+        live.iter().map(|&(_, irq)| irte(p, irq)).collect::<Vec<_>>()
+    );
+
+    if p.sys.online_cpus().weight() > 1 {
+        affinity(p, &nic);
+    }
+    non_present(p, &nic, args);
+    let device = nic.device;
+    msix::release(p, nic, " under VT-d");
+    source_id(p, device, args);
+}
+
+/// An affinity change rewrites the IRTE in place: the MSI-X entry does not change.
+fn affinity(p: &platform::Platform, nic: &Nic) {
+    let irq0 = nic.vectors.irqs()[0];
+    let (_, before) = msix::table(p, &nic.dev);
+    let (writes0, done0) = invalidations(p);
+    let moved = p.sys.set_affinity(irq0, &CpuMask::from_cpus([1]));
+    let (writes1, done1) = invalidations(p);
+    let (_, after) = msix::table(p, &nic.dev);
+    let target = p.with_vector(|v| v.target(irq0));
+    let fired = msix::fire(p, &nic.device, 0, irq0);
+    check!(
+        "vtd: an MSI-X affinity change rewrites the IRTE (invalidated), not the table entry, and delivers on the new CPU",
+        moved.is_ok()
+            && before[0] == after[0]
+            && target.is_some_and(|t| t.cpu == 1)
+            && irte(p, irq0).is_some_and(|(_, e)| e.dest == 1)
+            && writes1 > writes0
+            && done1 - done0 == writes1 - writes0
+            && fired.ok(),
+        "move {moved:?}, entry {:?} -> {:?}, target {target:?}, fired {fired:?}",
+        before[0],
+        after[0]
+    );
+}
+
+/// Deactivating index 0 clears its IRTE; the old remappable message, put back in the table by
+/// hand, is then blocked and recorded as "IRTE not present".
+fn non_present(p: &platform::Platform, nic: &Nic, args: &Args) {
+    let irq0 = nic.vectors.irqs()[0];
+    let (_, entries) = msix::table(p, &nic.dev);
+    let stale = entries[0];
+    let Some((index, _)) = irte(p, irq0) else {
+        check!("vtd: MSI-X index 0 has an IRTE", false);
+        return;
+    };
+    let target = p.with_vector(|v| v.target(irq0)).expect("active irq");
+    let (writes0, done0) = invalidations(p);
+    let _ = faults(p);
+    p.sys.deactivate(irq0).expect("deactivate");
+    let (writes1, done1) = invalidations(p);
+    let cleared = p.with_remap(|d| d.table().read(index)[0] & 1 == 0) == Some(true);
+    let count = p.sys.table().count(irq0);
+    let raw = counts::on(target.cpu, target.vector.0);
+    let unmapped = platform::unmapped();
+    write_entry(p, &nic.dev, 0, stale.to_dwords());
+    nic.device.raise(0);
+    time::delay(5);
+    let blocked = p.sys.table().count(irq0) == count
+        && counts::on(target.cpu, target.vector.0) == raw
+        && platform::unmapped() == unmapped;
+    let mut masked = stale.to_dwords();
+    masked[3] |= 1;
+    write_entry(p, &nic.dev, 0, masked);
+    let recorded = faults(p);
+    crate::println!("vtd: faults after the stale MSI-X message: {recorded:?}");
+    let fault_ok = !args.qemu_at_least(8, 0)
+        || recorded.iter().any(|f| {
+            f.reason == FaultReason::NotPresent.code()
+                && u32::from(f.index) == index
+                && f.source_id == nic.dev.address.requester_id()
+        });
+    check!(
+        "vtd: a non-present IRTE blocks an MSI-X message (and the fault is recorded)",
+        cleared && blocked && fault_ok && writes1 > writes0 && done1 - done0 == writes1 - writes0,
+        "IRTE {index} cleared {cleared}, blocked {blocked}, faults {recorded:?}"
+    );
+}
+
+/// Writes MSI-X table entry `index` by hand, behind genmsi's back (the device side of a
+/// stale message).
+fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32; 4]) {
+    p.sys
+        .with_store::<Store, _>(dev.id, SlotId::Default, |s| {
+            let cap = *s.cap();
+            let at = cap.entry_offset(index).expect("index in the table");
+            let (_, bars) = s.parts_mut();
+            for (i, dword) in dwords.iter().enumerate() {
+                genmsi_pci::Mmio::write_u32(bars, cap.table.bar, at + 4 * i as u64, *dword)
+                    .expect("table write");
+            }
+        })
+        .expect("the MSI-X store");
+}
+
+/// The e1000e registered under a requester id that is not its own: the IRTE checks the wrong
+/// source, so the unit blocks the e1000e's message and records a source-id fault.
+fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, args: &Args) {
+    let dev = pcidev::register(
+        &p.sys,
+        "e1000e (wrong requester id)",
+        device.pci,
+        WRONG_ADDRESS,
+    );
+    let vectors = pci_alloc_irq_vectors(
+        &p.sys,
+        &dev,
+        p.parent(),
+        1..=1,
+        IrqTypes::MSIX,
+        &AllocOpts::default(),
+        None,
+    );
+    let Ok(IrqVectors::Msix(irqs)) = &vectors else {
+        check!(
+            "vtd: e1000e MSI-X under a wrong requester id",
+            false,
+            "{vectors:?}"
+        );
+        return;
+    };
+    let irq = irqs[0];
+    let entry = irte(p, irq);
+    let target = p.with_vector(|v| v.target(irq)).expect("active irq");
+    let raw = counts::on(target.cpu, target.vector.0);
+    let unmapped = platform::unmapped();
+    let _ = faults(p);
+    device.raise(0);
+    time::delay(5);
+    let blocked = p.sys.table().count(irq) == 0
+        && counts::on(target.cpu, target.vector.0) == raw
+        && platform::unmapped() == unmapped;
+    let recorded = faults(p);
+    crate::println!("vtd: faults after the wrongly sourced MSI-X message: {recorded:?}");
+    let real = pcidev::address(device.pci).requester_id();
+    let fault_ok = !args.qemu_at_least(8, 0)
+        || recorded.iter().any(|f| {
+            f.reason == FaultReason::SourceId.code()
+                && f.source_id == real
+                && entry.is_some_and(|(index, _)| u32::from(f.index) == index)
+        });
+    check!(
+        &format!(
+            "vtd: an IRTE whose source id ({:#06x}) is not the sender's ({real:#06x}) blocks the message (and the fault is recorded)",
+            WRONG_ADDRESS.requester_id()
+        ),
+        entry.is_some_and(|(_, e)| e.present && e.sid == WRONG_ADDRESS.requester_id())
+            && blocked
+            && fault_ok,
+        "IRTE {entry:?}, blocked {blocked}, faults {recorded:?}"
+    );
+    pci_free_irq_vectors(&p.sys, &dev, &vectors.expect("matched"), None).expect("free");
+    device.quiesce();
+    p.sys.remove_device(dev.id).expect("no vectors left");
+}
