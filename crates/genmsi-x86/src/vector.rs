@@ -80,7 +80,9 @@ impl VectorTable {
         (e != 0).then(|| Irq((e & !SEEN) - 1))
     }
 
-    fn seen(&self, cpu: u32, vector: Vector) -> bool {
+    /// True when an interrupt arrived through (cpu, vector) since it was mapped: for a new
+    /// target, the move to it is complete.
+    pub fn seen(&self, cpu: u32, vector: Vector) -> bool {
         self.slot(cpu, vector)
             .is_some_and(|s| s.load(Ordering::Acquire) & SEEN != 0)
     }
@@ -191,6 +193,16 @@ impl VectorDomain {
     /// Old targets of `irq` still mapped (a move in progress).
     pub fn old_targets(&self, irq: Irq) -> &[Target] {
         self.irqs.get(&irq).map_or(&[], |d| &d.old)
+    }
+
+    /// True when `irq` has old targets still mapped and no interrupt arrived on its new target
+    /// yet (nor an explicit completion).
+    pub fn move_pending(&self, irq: Irq) -> bool {
+        self.irqs.get(&irq).is_some_and(|d| {
+            !d.old.is_empty()
+                && !d.completed
+                && d.current.is_some_and(|t| !self.table.seen(t.cpu, t.vector))
+        })
     }
 
     /// Irqs with a move in progress.

@@ -173,6 +173,7 @@ fn old_vector_stays_until_the_move_completes_and_nothing_is_pending() {
     let new = m.with_vectors(|v| v.target(irq)).unwrap();
     assert_eq!(new.cpu, 3);
     // No interrupt on the new target yet: nothing is released.
+    assert!(m.with_vectors(|v| v.move_pending(irq)));
     assert_eq!(m.cleanup().waiting, 1);
     assert!(m.with_vectors(|v| v.matrix().is_allocated(1, old.vector)));
     // The explicit completion does not release a vector that is still pending in the IRR.
@@ -209,6 +210,7 @@ fn first_interrupt_on_the_new_target_completes_the_move() {
     assert_eq!(m.cleanup().waiting, 1);
     m.raise(dev, 0x0100, 0);
     m.service_all();
+    assert!(!m.with_vectors(|v| v.move_pending(irq)), "the first interrupt on the new target completed it");
     assert_eq!(m.cleanup().released, [(irq, old)]);
 }
 
