@@ -210,7 +210,10 @@ fn first_interrupt_on_the_new_target_completes_the_move() {
     assert_eq!(m.cleanup().waiting, 1);
     m.raise(dev, 0x0100, 0);
     m.service_all();
-    assert!(!m.with_vectors(|v| v.move_pending(irq)), "the first interrupt on the new target completed it");
+    assert!(
+        !m.with_vectors(|v| v.move_pending(irq)),
+        "the first interrupt on the new target completed it"
+    );
     assert_eq!(m.cleanup().released, [(irq, old)]);
 }
 

@@ -72,17 +72,20 @@
 
 extern crate alloc;
 
+mod alloc_api;
 pub mod cpumask;
 mod device;
 pub mod domain;
 mod error;
 mod irq;
+mod irq_ops;
 mod msg;
 pub mod range;
 pub mod soft;
 mod store;
 mod system;
 pub mod table;
+mod walk;
 
 pub use cpumask::{CpuMask, MAX_CPUS};
 pub use device::{DeviceId, MsiDesc, SlotId};

@@ -1,0 +1,216 @@
+//! Per-irq operations (activate, deactivate, move, mask) and CPU hotplug.
+
+use crate::system::IrqSystem;
+use crate::system::{device_domain, OfflineReport};
+use crate::table::Delivery;
+use crate::walk::{activate_irq, chain_of, deactivate_irq, move_irq, node};
+use crate::{CpuMask, Error, Irq, Msg, Result};
+use alloc::vec::Vec;
+use lock_api::RawMutex;
+
+impl<R: RawMutex> IrqSystem<R> {
+    // ---- per-irq operations ----
+
+    /// Activates an allocated, inactive irq (after an allocation with `activate: false`).
+    pub fn activate(&self, irq: Irq) -> Result<()> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        if dd.descs[&d.index].active {
+            return Ok(());
+        }
+        let chain = chain_of(&cfg.domains, dd.parent);
+        let cpu = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index)?;
+        let data = cfg.irqs.get_mut(&irq).expect("checked above");
+        data.effective_cpu = cpu;
+        data.shut_down = false;
+        Ok(())
+    }
+
+    /// Deactivates an irq: its slot is masked and cleared, its resources stay reserved.
+    pub fn deactivate(&self, irq: Irq) -> Result<()> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        if dd.descs[&d.index].active {
+            let chain = chain_of(&cfg.domains, dd.parent);
+            deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
+        }
+        cfg.irqs.get_mut(&irq).expect("checked above").effective_cpu = None;
+        Ok(())
+    }
+
+    /// Moves an active irq to the CPUs of `mask` (restricted to online CPUs).
+    pub fn set_affinity(&self, irq: Irq, mask: &CpuMask) -> Result<()> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let target = mask.and(&cfg.online);
+        if target.is_empty() {
+            return Err(Error::EmptyAffinity);
+        }
+        move_irq(cfg, irq, &target)?;
+        let d = cfg.irqs[&irq];
+        device_domain(&mut cfg.devices, d.device, d.slot)?
+            .descs
+            .get_mut(&d.index)
+            .expect("allocated irq has a descriptor")
+            .affinity = mask.clone();
+        Ok(())
+    }
+
+    /// Masks an irq at its source (or in software, for stores without per-vector masks).
+    pub fn mask(&self, irq: Irq) -> Result<()> {
+        self.set_masked(irq, true).map(|_| ())
+    }
+
+    /// Unmasks an irq. An interrupt latched in software while masked is delivered now, on the
+    /// irq's CPU; a store with per-vector masks delivers its own pending bit.
+    pub fn unmask(&self, irq: Irq) -> Result<Option<Delivery>> {
+        let replay_on = self.set_masked(irq, false)?;
+        Ok(replay_on.map(|cpu| self.table.deliver(irq, cpu)))
+    }
+
+    /// Returns the CPU to replay a latched interrupt on, after an unmask.
+    fn set_masked(&self, irq: Irq, masked: bool) -> Result<Option<u32>> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let caps = dd.store.caps();
+        let desc = dd
+            .descs
+            .get_mut(&d.index)
+            .expect("allocated irq has a descriptor");
+        if desc.masked == masked {
+            return Ok(None);
+        }
+        if caps.per_vector_mask && desc.active {
+            match masked {
+                true => dd.store.mask(d.index)?,
+                false => dd.store.unmask(d.index)?,
+            }
+        }
+        desc.masked = masked;
+        let chain = chain_of(&cfg.domains, dd.parent);
+        for &id in &chain {
+            let dom = node(&mut cfg.domains, id);
+            match masked {
+                true => dom.mask(irq),
+                false => dom.unmask(irq),
+            }
+        }
+        if caps.per_vector_mask {
+            return Ok(None);
+        }
+        self.table.set_soft_masked(irq, masked);
+        Ok(match masked {
+            false if self.table.take_pending(irq) => d.effective_cpu,
+            _ => None,
+        })
+    }
+
+    /// The message the hierarchy composes for `irq` now (what its store slot must hold).
+    pub fn compose_msg(&self, irq: Irq) -> Result<Msg> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let chain = chain_of(&cfg.domains, dd.parent);
+        let mut composed = None;
+        for &id in chain.iter().rev() {
+            let dom = node(&mut cfg.domains, id);
+            composed = Some(
+                dom.compose_msg(irq, composed.as_ref())
+                    .ok_or(Error::NotActive(irq))?,
+            );
+        }
+        Ok(composed.expect("a chain has at least one domain").msg)
+    }
+
+    // ---- CPU hotplug ----
+
+    /// Takes `cpu` offline: irqs targeting it move to another CPU of their affinity (or of the
+    /// machine, when none is left); managed irqs with no CPU left are shut down. Then every
+    /// domain hears of it.
+    pub fn cpu_offline(&self, cpu: u32) -> Result<OfflineReport> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        if !cfg.online.contains(cpu) {
+            return Ok(OfflineReport::default());
+        }
+        let remaining = cfg.online.without(cpu);
+        if remaining.is_empty() {
+            return Err(Error::EmptyAffinity);
+        }
+        let victims: Vec<Irq> = cfg
+            .irqs
+            .iter()
+            .filter(|(_, d)| d.effective_cpu == Some(cpu))
+            .map(|(&irq, _)| irq)
+            .collect();
+        let mut report = OfflineReport::default();
+        for irq in victims {
+            let d = cfg.irqs[&irq];
+            let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+            let desc = &dd.descs[&d.index];
+            let target = desc.affinity.and(&remaining);
+            if desc.managed && target.is_empty() {
+                let chain = chain_of(&cfg.domains, dd.parent);
+                deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
+                let data = cfg.irqs.get_mut(&irq).expect("victim exists");
+                data.effective_cpu = None;
+                data.shut_down = true;
+                report.shut_down.push(irq);
+            } else {
+                let target = if target.is_empty() {
+                    remaining.clone()
+                } else {
+                    target
+                };
+                move_irq(cfg, irq, &target)?;
+                report.moved.push(irq);
+            }
+        }
+        cfg.online = remaining;
+        for n in cfg.domains.iter_mut().flatten() {
+            n.domain.cpu_offline(cpu);
+        }
+        Ok(report)
+    }
+
+    /// Brings `cpu` online and restarts the managed irqs that were shut down for lack of it.
+    pub fn cpu_online(&self, cpu: u32) -> Result<Vec<Irq>> {
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        if cpu >= cfg.nr_cpus {
+            return Err(Error::EmptyAffinity);
+        }
+        cfg.online = cfg.online.with(cpu);
+        for n in cfg.domains.iter_mut().flatten() {
+            n.domain.cpu_online(cpu);
+        }
+        let sleeping: Vec<Irq> = cfg
+            .irqs
+            .iter()
+            .filter(|(_, d)| d.shut_down)
+            .map(|(&irq, _)| irq)
+            .collect();
+        let mut restarted = Vec::new();
+        for irq in sleeping {
+            let d = cfg.irqs[&irq];
+            let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+            if !dd.descs[&d.index].affinity.contains(cpu) {
+                continue;
+            }
+            let chain = chain_of(&cfg.domains, dd.parent);
+            let eff = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index)?;
+            let data = cfg.irqs.get_mut(&irq).expect("exists");
+            data.effective_cpu = eff;
+            data.shut_down = false;
+            restarted.push(irq);
+        }
+        Ok(restarted)
+    }
+}
