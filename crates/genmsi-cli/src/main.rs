@@ -1,5 +1,7 @@
 //! The `genmsi` command.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use genmsi::soft::{MemStore, SoftRemap, SoftRoot};
 use genmsi::{AllocOpts, CpuMask, DeviceMeta, IrqSystem, SlotId, StoreCaps, SystemConfig};
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the core walk-through on a software machine (the default).
     Run,
+    /// Run a benchmark.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -5,7 +5,7 @@
 //! can log it. Host-side refusals ([`Error`]) leave the guest-visible state as the guest wrote
 //! it (a posted write cannot fail) and tell the VMM what the host could not do.
 
-use crate::Mode;
+use crate::{Counters, Mode};
 use core::fmt;
 use genmsi_pci::{ImsError, MsixError, PciError};
 
@@ -134,6 +134,8 @@ pub enum Error {
         /// The mode the device runs in.
         mode: Mode,
     },
+    /// The counters of a run do not add up: an interrupt went unaccounted (a bug).
+    Unbalanced(Counters),
     /// The mediated device has no such queue, or it already exists.
     Queue {
         /// The guest queue id.
@@ -181,6 +183,7 @@ impl fmt::Display for Error {
             Error::Ims(e) => write!(f, "host IMS: {e}"),
             Error::Layout { vectors } => write!(f, "cannot lay out {vectors} vectors"),
             Error::NotInMode { mode } => write!(f, "not available in {mode:?} mode"),
+            Error::Unbalanced(c) => write!(f, "interrupts unaccounted for: {c:?}"),
             Error::Queue {
                 queue,
                 exists: true,
