@@ -259,36 +259,37 @@ impl MsixEmulation {
 
     /// The pending bit of entry `index`.
     pub fn pending(&self, index: u32) -> bool {
-        self.pba
-            .get(index as usize / 64)
-            .is_some_and(|q| q >> (index % 64) & 1 != 0)
+        self.pba_qword(index)
+            .is_some_and(|(q, bit)| self.pba[q] & bit != 0)
+    }
+
+    /// The PBA qword and bit of entry `index`; none past the last vector, whose bits read 0.
+    fn pba_qword(&self, index: u32) -> Option<(usize, u64)> {
+        (index < self.layout.vectors).then(|| (index as usize / 64, 1u64 << (index % 64)))
     }
 
     /// Sets entry `index`'s pending bit (its interrupt arrived while it was not live);
     /// returns true when it was set already (the interrupts coalesce).
     pub fn set_pending(&mut self, index: u32) -> bool {
-        match self.pba.get_mut(index as usize / 64) {
-            Some(q) => {
-                let bit = 1u64 << (index % 64);
-                let was = *q & bit != 0;
-                *q |= bit;
-                was
-            }
-            None => false,
+        self.update_pending(index, true)
+    }
+
+    /// Sets or clears entry `index`'s pending bit, returning whether it was set.
+    fn update_pending(&mut self, index: u32, set: bool) -> bool {
+        let Some((q, bit)) = self.pba_qword(index) else {
+            return false;
+        };
+        let was = self.pba[q] & bit != 0;
+        match set {
+            true => self.pba[q] |= bit,
+            false => self.pba[q] &= !bit,
         }
+        was
     }
 
     /// Clears entry `index`'s pending bit; returns whether it was set.
     pub fn take_pending(&mut self, index: u32) -> bool {
-        match self.pba.get_mut(index as usize / 64) {
-            Some(q) => {
-                let bit = 1u64 << (index % 64);
-                let was = *q & bit != 0;
-                *q &= !bit;
-                was
-            }
-            None => false,
-        }
+        self.update_pending(index, false)
     }
 
     /// Pending bits set, over the whole PBA.
@@ -736,7 +737,8 @@ mod tests {
         ));
         assert!(e.take_pending(5));
         assert!(!e.take_pending(5));
-        assert!(!e.set_pending(9999), "past the table: ignored");
+        assert!(!e.set_pending(8), "past the last vector: ignored");
+        assert!(!e.pending(8));
     }
 
     #[test]
