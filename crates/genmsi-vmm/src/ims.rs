@@ -160,6 +160,11 @@ impl MediatedDevice {
         &self.host
     }
 
+    /// The host machine.
+    pub fn host_machine(&self) -> &Arc<HostMachine> {
+        &self.host.machine
+    }
+
     /// The guest's emulated MSI-X.
     pub fn guest(&self) -> &MsixEmulation {
         self.guest.emul()
