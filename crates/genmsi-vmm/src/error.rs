@@ -160,10 +160,19 @@ macro_rules! from_error {
 from_error!(
     Access(AccessError),
     Host(genmsi::Error),
-    Pci(PciError),
     Msix(MsixError),
     Ims(ImsError)
 );
+
+impl From<PciError> for Error {
+    /// A core refusal passed up by a `pci_*` convenience is the host's refusal.
+    fn from(e: PciError) -> Self {
+        match e {
+            PciError::Core(e) => Error::Host(e),
+            e => Error::Pci(e),
+        }
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use genmsi::Msg;
 use genmsi_pci::Bar;
-use genmsi_vmm::{AccessError, Error, Injection, Mode, PassthroughConfig, Region};
+use genmsi_vmm::{AccessError, Error, Injection, MachineConfig, Mode, PassthroughConfig, Region};
 
 #[test]
 fn unmasking_entry_i_allocates_exactly_host_index_i_and_touches_no_other_entry() {
@@ -266,4 +266,31 @@ fn trapped_access_errors_are_reported_and_change_nothing() {
     let mut control = [0u8; 2];
     g.vmm.config_read(2, &mut control).unwrap();
     assert_eq!(u16::from_le_bytes(control), 0x8000 | (VECTORS as u16 - 1));
+}
+
+#[test]
+fn running_out_of_host_cpu_vectors_is_a_typed_error_that_changes_nothing() {
+    // One CPU without remapping: 204 vectors (0x20..0xEC) for a 256-entry function.
+    let machine = MachineConfig {
+        cpus: 1,
+        irtes: None,
+    };
+    for mode in [Mode::OnDemand, Mode::Baseline] {
+        let mut g = Guest::on(machine, 256, PassthroughConfig::new(mode));
+        g.control(true, false).unwrap();
+        for i in 0..204 {
+            g.unmask(i).unwrap();
+        }
+        let before = g.host_indices();
+        let refused = g.unmask(204).unwrap_err();
+        assert!(
+            matches!(refused, Error::Host(genmsi::Error::NoVectors { .. })),
+            "{mode:?}: {refused}"
+        );
+        // The baseline had disabled and freed everything: it re-enabled what the guest had.
+        assert_eq!(g.host_indices(), before, "{mode:?}");
+        for i in [0, 100, 203] {
+            assert_eq!(g.vmm.device_raise(i).unwrap(), Some(Injection::Injected));
+        }
+    }
 }

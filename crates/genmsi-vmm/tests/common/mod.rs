@@ -25,8 +25,13 @@ pub struct Guest {
 impl Guest {
     /// A remapped 4-CPU host with a `VECTORS`-entry NIC, every entry programmed (masked).
     pub fn new(config: PassthroughConfig) -> Self {
-        let machine = Arc::new(HostMachine::new(MachineConfig::remapped(4)).unwrap());
-        let nic = HostNic::new(machine, PciAddress::new(0x3A, 0, 0), VECTORS).unwrap();
+        Self::on(MachineConfig::remapped(4), VECTORS, config)
+    }
+
+    /// A `vectors`-entry NIC on a `machine`, every entry programmed (masked).
+    pub fn on(machine: MachineConfig, vectors: u32, config: PassthroughConfig) -> Self {
+        let machine = Arc::new(HostMachine::new(machine).unwrap());
+        let nic = HostNic::new(machine, PciAddress::new(0x3A, 0, 0), vectors).unwrap();
         let cap = *nic.cap();
         let mut g = Guest {
             vmm: PassthroughMsix::new(nic, config).unwrap(),
@@ -34,7 +39,7 @@ impl Guest {
             table: u64::from(cap.table.offset),
             pba: u64::from(cap.pba.offset),
         };
-        for i in 0..VECTORS {
+        for i in 0..vectors {
             g.program(i, guest_msg(i));
         }
         g
