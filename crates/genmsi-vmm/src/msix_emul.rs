@@ -213,6 +213,17 @@ fn refuse(data: &mut [u8], e: AccessError) -> Result<(), AccessError> {
     Err(e)
 }
 
+/// Checks a read into `data` like [`check`]; a refused one reads all ones.
+fn check_read(
+    region: Region,
+    offset: u64,
+    data: &mut [u8],
+    sizes: &[usize],
+    region_len: u64,
+) -> Result<(), AccessError> {
+    check(region, offset, data.len(), sizes, region_len).or_else(|e| refuse(data, e))
+}
+
 impl MsixEmulation {
     /// The state after reset: MSI-X disabled, Function Mask clear, every entry zero and
     /// masked, nothing pending.
@@ -311,15 +322,13 @@ impl MsixEmulation {
     /// A guest read of the capability: `offset` from the capability's start, `data.len()`
     /// bytes.
     pub fn config_read(&self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        if let Err(e) = check(
+        check_read(
             Region::Capability,
             offset,
-            data.len(),
+            data,
             &field::CAP_SIZES,
             field::CAP_SIZE,
-        ) {
-            return refuse(data, e);
-        }
+        )?;
         let at = offset as usize;
         data.copy_from_slice(&self.cap_image()[at..at + data.len()]);
         Ok(())
@@ -355,15 +364,13 @@ impl MsixEmulation {
 
     /// A guest read of the table: `offset` from the table's start.
     pub fn table_read(&self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        if let Err(e) = check(
+        check_read(
             Region::Table,
             offset,
-            data.len(),
+            data,
             &field::MEM_SIZES,
             self.layout.table_len(),
-        ) {
-            return refuse(data, e);
-        }
+        )?;
         let entry = &self.entries[(offset / field::ENTRY_SIZE) as usize];
         let first = (offset % field::ENTRY_SIZE / 4) as usize;
         for (chunk, dword) in data.chunks_mut(4).zip(&entry[first..]) {
@@ -402,15 +409,13 @@ impl MsixEmulation {
 
     /// A guest read of the PBA: `offset` from the PBA's start.
     pub fn pba_read(&self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        if let Err(e) = check(
+        check_read(
             Region::Pba,
             offset,
-            data.len(),
+            data,
             &field::MEM_SIZES,
             self.layout.pba_len(),
-        ) {
-            return refuse(data, e);
-        }
+        )?;
         let q = self.pba[(offset / 8) as usize].to_le_bytes();
         let at = (offset % 8) as usize;
         data.copy_from_slice(&q[at..at + data.len()]);
