@@ -71,3 +71,39 @@ fn help_lists_the_options() {
         assert!(text.contains(opt), "{text}");
     }
 }
+
+#[test]
+fn bench_vfio_grow_json_has_both_modes() {
+    let out = genmsi(&["bench", "vfio-grow", "--vectors", "32", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["vectors"], 32);
+    for mode in ["on_demand", "baseline"] {
+        for key in ["ops", "seconds", "lost"] {
+            assert!(v[mode][key].is_number(), "{mode}.{key}");
+        }
+    }
+    assert!(v["speedup"].is_number());
+    // One host operation per unmask (plus vector 0 at enable) against N^2.
+    assert_eq!(v["on_demand"]["ops"], 33);
+    assert_eq!(v["baseline"]["ops"], 32 * 32);
+    assert_eq!(v["on_demand"]["lost"], 0);
+    assert!(v["baseline"]["lost"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn default_run_includes_the_vmm_comparison_and_is_deterministic() {
+    let a = genmsi(&["run", "--json"]);
+    assert_eq!(a.status.code(), Some(0));
+    let b = genmsi(&["run", "--json"]);
+    assert_eq!(a.stdout, b.stdout, "same seed, same JSON");
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["vmm"]["on_demand"]["lost"], 0);
+    assert_eq!(v["vmm"]["on_demand"]["ops"], 65);
+}

@@ -1,0 +1,90 @@
+//! `genmsi bench ...`: the benchmarks.
+
+use clap::{Args, Subcommand};
+use genmsi_vmm::bench::{self, GrowConfig, GrowReport};
+use std::process::ExitCode;
+
+/// `genmsi bench <which>`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand)]
+enum Which {
+    /// A guest unmasks a passed-through function's MSI-X entries one by one while the enabled
+    /// ones fire: host vectors on demand vs. disable/free/re-enable (older VFIO).
+    VfioGrow {
+        /// MSI-X entries the guest unmasks (1..=2048).
+        #[arg(long, default_value_t = 2048)]
+        vectors: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the chosen benchmark.
+pub fn run(args: BenchArgs) -> ExitCode {
+    match args.which {
+        Which::VfioGrow { vectors, json } => match bench::vfio_grow(vectors) {
+            Ok(report) if json => match serde_json::to_string_pretty(&report) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+            Ok(report) => {
+                print_grow(&report);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn fail(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("genmsi bench: {e}");
+    ExitCode::FAILURE
+}
+
+fn print_grow(r: &GrowReport) {
+    let config = GrowConfig::new(r.vectors);
+    let (a, b) = (&r.on_demand, &r.baseline);
+    println!(
+        "vfio-grow: a guest unmasks {} MSI-X entries one by one; between unmasks every enabled \
+         entry fires once",
+        r.vectors
+    );
+    println!(
+        "host: {} CPUs, x86 vector domain{}; while host MSI-X is disabled the device fires once \
+         per {} host vector operations",
+        config.machine.cpus,
+        if config.machine.irtes.is_some() {
+            " behind VT-d remapping"
+        } else {
+            ""
+        },
+        config.ops_per_round
+    );
+    println!();
+    println!("{:<28}{:>16}{:>16}", "", "on-demand", "baseline");
+    println!("{:<28}{:>16}{:>16}", "host vector operations", a.ops, b.ops);
+    println!(
+        "{:<28}{:>16.1}{:>16.1}",
+        "host vectors per unmask", a.touched_per_unmask, b.touched_per_unmask
+    );
+    println!(
+        "{:<28}{:>16}{:>16}",
+        "interrupts raised", a.raised, b.raised
+    );
+    println!("{:<28}{:>16}{:>16}", "interrupts lost", a.lost, b.lost);
+    println!("{:<28}{:>16.4}{:>16.4}", "seconds", a.seconds, b.seconds);
+    println!();
+    println!(
+        "speedup (baseline seconds / on-demand seconds): {:.1}x",
+        r.speedup
+    );
+}

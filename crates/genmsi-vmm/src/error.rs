@@ -1,0 +1,208 @@
+//! Errors the VMM sees: what a trapped guest access did wrong, and why the host side refused.
+//!
+//! A guest access that breaks a PCI rule is never fatal: the emulation answers it in a defined
+//! way (reads return all ones, writes are dropped) and reports an [`AccessError`] so the VMM
+//! can log it. Host-side refusals ([`Error`]) leave the guest-visible state as the guest wrote
+//! it (a posted write cannot fail) and tell the VMM what the host could not do.
+
+use crate::{Counters, Mode};
+use core::fmt;
+use genmsi_pci::{ImsError, MsixError, PciError};
+
+/// Which guest-visible register block an access went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// The MSI-X capability in configuration space.
+    Capability,
+    /// The MSI-X table.
+    Table,
+    /// The Pending Bit Array.
+    Pba,
+}
+
+/// A guest access the emulation answered in its defined way instead of performing it.
+///
+/// For every variant: a read returned all ones, a write changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessError {
+    /// The access size is not one the region takes (1, 2 or 4 bytes for the capability;
+    /// 4 or 8 for the table and the PBA, PCIe Base 7.7.2).
+    BadSize {
+        /// The region.
+        region: Region,
+        /// The offset of the access in the region.
+        offset: u64,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// The offset is not a multiple of the size.
+    Misaligned {
+        /// The region.
+        region: Region,
+        /// The offset of the access in the region.
+        offset: u64,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// The access reaches beyond the region.
+    OutOfRange {
+        /// The region.
+        region: Region,
+        /// The offset of the access in the region.
+        offset: u64,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// A write to the PBA, which is read only (7.7.2.9).
+    ReadOnly {
+        /// The offset of the write in the PBA.
+        offset: u64,
+    },
+    /// The BAR access hits neither the table nor the PBA: it belongs to the device.
+    Unclaimed {
+        /// The BAR index.
+        bar: u8,
+        /// The offset in the BAR.
+        offset: u64,
+    },
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AccessError::BadSize {
+                region,
+                offset,
+                len,
+            } => write!(f, "{region:?}: {len}-byte access at {offset:#x} refused"),
+            AccessError::Misaligned {
+                region,
+                offset,
+                len,
+            } => write!(
+                f,
+                "{region:?}: {len}-byte access at {offset:#x} is misaligned"
+            ),
+            AccessError::OutOfRange {
+                region,
+                offset,
+                len,
+            } => write!(
+                f,
+                "{region:?}: {len}-byte access at {offset:#x} is out of range"
+            ),
+            AccessError::ReadOnly { offset } => write!(f, "PBA write at {offset:#x} dropped"),
+            AccessError::Unclaimed { bar, offset } => {
+                write!(f, "BAR{bar} offset {offset:#x} is not MSI-X")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+/// Why the VMM could not do what the guest asked of the host, or could not set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A trapped access broke a PCI rule (see [`AccessError`]).
+    Access(AccessError),
+    /// The host device's vector budget is spent: entry `index` stays unbacked (its interrupts
+    /// latch in the host PBA) until vectors are freed.
+    Budget {
+        /// The guest entry (or mediated queue) that needed a host vector.
+        index: u32,
+        /// The budget, in host vectors.
+        budget: u32,
+        /// Host vectors in use.
+        in_use: u32,
+    },
+    /// The host irq layer refused (no vectors on any CPU, no remap entries...).
+    Host(genmsi::Error),
+    /// A `pci_*` convenience refused.
+    Pci(PciError),
+    /// The host MSI-X capability is unusable.
+    Msix(MsixError),
+    /// The host IMS store is unusable.
+    Ims(ImsError),
+    /// A host device layout that cannot be built (a table size of 0 or above 2048).
+    Layout {
+        /// The offending number of vectors or queues.
+        vectors: u32,
+    },
+    /// The operation does not exist in this mode (shrinking in the baseline).
+    NotInMode {
+        /// The mode the device runs in.
+        mode: Mode,
+    },
+    /// The counters of a run do not add up: an interrupt went unaccounted (a bug).
+    Unbalanced(Counters),
+    /// The mediated device has no such queue, or it already exists.
+    Queue {
+        /// The guest queue id.
+        queue: u32,
+        /// True when the queue exists already (create), false when it does not (destroy).
+        exists: bool,
+    },
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! from_error {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(e)
+            }
+        }
+    )*};
+}
+from_error!(
+    Access(AccessError),
+    Host(genmsi::Error),
+    Msix(MsixError),
+    Ims(ImsError)
+);
+
+impl From<PciError> for Error {
+    /// A core refusal passed up by a `pci_*` convenience is the host's refusal.
+    fn from(e: PciError) -> Self {
+        match e {
+            PciError::Core(e) => Error::Host(e),
+            e => Error::Pci(e),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Access(e) => write!(f, "guest access: {e}"),
+            Error::Budget {
+                index,
+                budget,
+                in_use,
+            } => write!(
+                f,
+                "entry {index} needs a host vector: budget {budget} spent ({in_use} in use)"
+            ),
+            Error::Host(e) => write!(f, "host: {e}"),
+            Error::Pci(e) => write!(f, "host PCI: {e}"),
+            Error::Msix(e) => write!(f, "host MSI-X: {e}"),
+            Error::Ims(e) => write!(f, "host IMS: {e}"),
+            Error::Layout { vectors } => write!(f, "cannot lay out {vectors} vectors"),
+            Error::NotInMode { mode } => write!(f, "not available in {mode:?} mode"),
+            Error::Unbalanced(c) => write!(f, "interrupts unaccounted for: {c:?}"),
+            Error::Queue {
+                queue,
+                exists: true,
+            } => write!(f, "queue {queue} exists already"),
+            Error::Queue {
+                queue,
+                exists: false,
+            } => write!(f, "queue {queue} does not exist"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
