@@ -15,7 +15,7 @@
 //! - [`baseline`]: the old strategy, same traps: disable MSI-X, free everything, re-enable
 //!   with more vectors.
 //! - [`ims`]: a mediated device whose guest queues are backed by host IMS entries.
-//! - [`bench`]: the same guest workload in both modes ([`bench::vfio_grow`]).
+//! - [`bench`](mod@bench): the same guest workload in both modes ([`bench::vfio_grow`]).
 //!
 //! ```
 //! use genmsi_pci::{Bar, PciAddress};

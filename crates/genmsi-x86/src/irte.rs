@@ -49,7 +49,7 @@ pub enum Svt {
     None,
     /// 01: verify the requester id against SID, under the SQ mask.
     RequesterId,
-    /// 10: verify that the requester's bus is in SID[15:8]..=SID[7:0].
+    /// 10: verify that the requester's bus is in `SID[15:8]`..=`SID[7:0]`.
     BusRange,
     /// 11: reserved.
     Reserved,
@@ -141,7 +141,7 @@ pub struct Irte {
     pub avail: u8,
     /// Vector.
     pub vector: Vector,
-    /// The destination APIC id (placed in DST[15:8] in xAPIC mode, DST[31:0] in x2APIC mode).
+    /// The destination APIC id (placed in `DST[15:8]` in xAPIC mode, `DST[31:0]` in x2APIC mode).
     pub dest: u32,
     /// Source id (a requester id, or a bus range for [`Svt::BusRange`]).
     pub sid: u16,

@@ -18,13 +18,13 @@ mod field {
     pub const ADDR_BASE_MASK: u64 = 0xFFF0_0000;
     /// Compatibility: bits 19:12, destination id.
     pub const DEST_SHIFT: u32 = 12;
-    /// Remappable: bits 19:5, handle[14:0].
+    /// Remappable: bits 19:5, `handle[14:0]`.
     pub const HANDLE_LO_SHIFT: u32 = 5;
     /// Remappable: bit 4, interrupt format (1 = remappable).
     pub const FORMAT: u64 = 1 << 4;
     /// Compatibility: bit 3, redirection hint. Remappable: bit 3, SHV (subhandle valid).
     pub const RH_OR_SHV: u64 = 1 << 3;
-    /// Compatibility: bit 2, destination mode. Remappable: bit 2, handle[15].
+    /// Compatibility: bit 2, destination mode. Remappable: bit 2, `handle[15]`.
     pub const DM_OR_HANDLE15: u64 = 1 << 2;
     /// Compatibility: bits 11:4 are reserved (bit 4 is the format bit in both formats).
     pub const COMPAT_RESERVED: u64 = 0xFF0;
