@@ -32,6 +32,8 @@ enum Signaller {
 /// What happened when a device raised one of its interrupts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Raised {
+    /// The device posted this message write; it lands later (see [`crate::run`]).
+    Posted(genmsi::Msg),
     /// The message went out and ended up here.
     Sent(Arrival),
     /// Latched at the device (masked vector, or a level line still in service).
@@ -316,7 +318,7 @@ impl Device {
             }
         };
         match signal {
-            Some(Signal::Sent(msg)) => Raised::Sent(m.write(&msg, self.rid, self.unit)),
+            Some(Signal::Sent(msg)) => Raised::Posted(msg),
             Some(Signal::Pending) => Raised::Latched,
             Some(Signal::Disabled) | None => Raised::Disabled,
         }

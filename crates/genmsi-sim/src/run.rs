@@ -34,6 +34,20 @@ impl Rng {
     }
 }
 
+/// A message write on its way from a device to the interrupt controllers. Posted writes of one
+/// device arrive in the order they were sent (PCI Express ordering); their latency is drawn
+/// from the seed, so moves and cleanups run while writes to old targets are still in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    due: u64,
+    device: usize,
+    irq: Irq,
+    msg: genmsi::Msg,
+}
+
+/// Longest posted-write latency, in steps.
+const MAX_LATENCY: u64 = 3;
+
 /// A simulation ready to run.
 #[derive(Debug)]
 pub struct Sim {
@@ -45,6 +59,11 @@ pub struct Sim {
     rng: Rng,
     report: Report,
     per_irq: BTreeMap<Irq, (usize, u32)>,
+    /// Writes in flight, in the order they will land.
+    bus: std::collections::VecDeque<InFlight>,
+    /// Per device, when its last posted write lands (writes never overtake each other).
+    last_due: Vec<u64>,
+    step: u64,
 }
 
 fn fault_name(f: FaultReason) -> String {
@@ -88,6 +107,7 @@ impl Sim {
             remapping: spec.remapping,
             ..Report::default()
         };
+        let last_due = vec![0; devices.len()];
         let mut sim = Sim {
             machine,
             devices,
@@ -95,6 +115,9 @@ impl Sim {
             rng: Rng::new(seed),
             report,
             per_irq: BTreeMap::new(),
+            bus: Default::default(),
+            last_due,
+            step: 0,
         };
         sim.index_irqs();
         Ok(sim)
@@ -125,6 +148,8 @@ impl Sim {
         let weights: Vec<f64> = self.devices.iter().map(|d| d.weight).collect();
         let total_weight: f64 = weights.iter().sum();
         for step in 0..steps {
+            self.step = step;
+            self.land(step);
             while next_event < events.len() && events[next_event].at <= step {
                 let e = events[next_event].clone();
                 self.event(step, &e);
@@ -140,6 +165,8 @@ impl Sim {
                 progress(step, steps);
             }
         }
+        self.step = steps;
+        self.land(u64::MAX);
         for e in &events[next_event..] {
             self.event(steps, e);
         }
@@ -175,6 +202,16 @@ impl Sim {
         self.account(n, irq, outcome);
     }
 
+    /// Lands every write due by `now`, in order.
+    fn land(&mut self, now: u64) {
+        while self.bus.front().is_some_and(|w| w.due <= now) {
+            let w = self.bus.pop_front().expect("checked");
+            let d = &self.devices[w.device];
+            let arrival = self.machine.write(&w.msg, d.rid, d.unit);
+            self.account(w.device, w.irq, Raised::Sent(arrival));
+        }
+    }
+
     fn account(&mut self, n: usize, irq: Irq, outcome: Raised) {
         let r = &mut self.report;
         let mut lost = |why: String| {
@@ -182,6 +219,21 @@ impl Sim {
             *r.lost_reasons.entry(why).or_default() += 1;
         };
         match outcome {
+            Raised::Posted(msg) => {
+                let due = (self.step + self.rng.below(MAX_LATENCY + 1)).max(self.last_due[n]);
+                self.last_due[n] = due;
+                // Keep the bus sorted by due step; equal steps stay in sending order.
+                let at = self.bus.partition_point(|w| w.due <= due);
+                self.bus.insert(
+                    at,
+                    InFlight {
+                        due,
+                        device: n,
+                        irq,
+                        msg,
+                    },
+                );
+            }
             Raised::Sent(Arrival::Handled { irq: got, .. }) if got == irq => {
                 r.delivered += 1;
                 self.devices[n].delivered += 1;
@@ -254,6 +306,9 @@ impl Sim {
                         }
                     }
                 }
+                // Clean up at once, with writes to the old targets still in flight: only moves
+                // that are complete may give their old vectors back.
+                self.cleanup();
                 let tail = first_refusal.map_or(String::new(), |e| {
                     format!("; {refused} refused, left where they were: {e}")
                 });
@@ -267,6 +322,11 @@ impl Sim {
                 let cpu = e.cpu.expect("checked");
                 match self.machine.sys.cpu_offline(cpu) {
                     Ok(r) => {
+                        // Like the kernel's short wait before a dying CPU stops: writes already
+                        // on their way land (and are handled, or retriggered by the cleanup
+                        // below) before its local APIC goes away.
+                        self.land(u64::MAX);
+                        self.cleanup();
                         self.machine.lapics[cpu as usize].online = false;
                         let text = format!(
                             "CPU {cpu} offline: {} irq(s) moved, {} managed irq(s) shut down",
@@ -307,6 +367,8 @@ impl Sim {
                 self.storm(n, &mask, step);
             }
             EventKind::GuestUnmask | EventKind::GuestMask => {
+                // A driver quiesces before it frees: writes already posted land first.
+                self.land(u64::MAX);
                 let n = self.device(&e.device);
                 let index = e.index.expect("checked");
                 let unmask = e.kind == EventKind::GuestUnmask;
@@ -320,6 +382,7 @@ impl Sim {
                 self.index_irqs();
             }
             EventKind::Queues => {
+                self.land(u64::MAX);
                 let n = self.device(&e.device);
                 let count = e.count.unwrap_or(0);
                 let mask = e.cpus.as_deref().and_then(parse_cpulist);
@@ -431,6 +494,7 @@ impl Sim {
     /// Allocates IMS entries on `mask` until the platform refuses, checks that the refusal
     /// changed nothing, then frees them.
     fn storm(&mut self, n: usize, mask: &CpuMask, step: u64) {
+        self.land(u64::MAX);
         let before = (
             self.machine.sys.stats(),
             self.machine.with_vectors(|v| v.matrix().total_allocated()),
