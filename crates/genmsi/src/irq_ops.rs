@@ -1,7 +1,6 @@
 //! Per-irq operations (activate, deactivate, move, mask) and CPU hotplug.
 
-use crate::system::IrqSystem;
-use crate::system::{device_domain, OfflineReport};
+use crate::system::{device_domain, locate, IrqSystem, OfflineReport};
 use crate::table::Delivery;
 use crate::walk::{activate_irq, chain_of, deactivate_irq, move_irq, node};
 use crate::{CpuMask, Error, Irq, Msg, Result};
@@ -15,8 +14,7 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn activate(&self, irq: Irq) -> Result<()> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
-        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         if dd.descs[&d.index].active {
             return Ok(());
         }
@@ -32,8 +30,7 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn deactivate(&self, irq: Irq) -> Result<()> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
-        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         if dd.descs[&d.index].active {
             let chain = chain_of(&cfg.domains, dd.parent);
             deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
@@ -76,8 +73,7 @@ impl<R: RawMutex> IrqSystem<R> {
     fn set_masked(&self, irq: Irq, masked: bool) -> Result<Option<u32>> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
-        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         let caps = dd.store.caps();
         let desc = dd
             .descs
@@ -115,8 +111,7 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn compose_msg(&self, irq: Irq) -> Result<Msg> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
-        let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+        let (_, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         let chain = chain_of(&cfg.domains, dd.parent);
         let mut composed = None;
         for &id in chain.iter().rev() {

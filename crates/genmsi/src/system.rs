@@ -501,6 +501,16 @@ impl<R: RawMutex> IrqSystem<R> {
     }
 }
 
+/// An allocated irq's configuration data and its device domain.
+pub(crate) fn locate<'a>(
+    irqs: &BTreeMap<Irq, IrqData>,
+    devices: &'a mut BTreeMap<DeviceId, Device>,
+    irq: Irq,
+) -> Result<(IrqData, &'a mut DeviceDomain)> {
+    let d = *irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
+    Ok((d, device_domain(devices, d.device, d.slot)?))
+}
+
 pub(crate) fn device_domain(
     devices: &mut BTreeMap<DeviceId, Device>,
     device: DeviceId,

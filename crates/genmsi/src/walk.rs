@@ -3,8 +3,7 @@
 
 use crate::device::DeviceDomain;
 use crate::domain::Composed;
-use crate::system::device_domain;
-use crate::system::{Config, DomainNode};
+use crate::system::{locate, Config, DomainNode};
 use crate::table::IrqTable;
 use crate::{CpuMask, Domain, DomainId, Error, Irq, Msg, MsgStore, MsiDesc, Result, StoreCaps};
 use alloc::vec::Vec;
@@ -128,8 +127,7 @@ pub(crate) fn rewrite_live(
 /// Moves an active irq to `target` through its chain; on failure of a level above the root,
 /// the levels below are moved back, so the irq stays where it was.
 pub(crate) fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
-    let d = *cfg.irqs.get(&irq).ok_or(Error::UnknownIrq(irq))?;
-    let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+    let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
     let desc = dd
         .descs
         .get(&d.index)
