@@ -45,6 +45,9 @@ mod field {
     pub const DEST_SHIFT: u32 = 56;
 }
 
+/// The most pins an IO-APIC's 8-bit register select can address.
+pub const MAX_PINS: u32 = 120;
+
 /// How a pin is wired (from the firmware's interrupt source overrides).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinConfig {
@@ -234,7 +237,9 @@ impl<R: IoApicRegs> IoApicStore<R> {
     /// A store over `regs`; the number of pins comes from the version register. Every pin starts
     /// masked and edge/active-high until [`IoApicStore::set_pin`] says otherwise.
     pub fn new(mut regs: R) -> Self {
-        let max = (regs.read(field::VERSION) >> 16) & 0xFF;
+        // The version register can claim up to 256 entries, but the 8-bit register select
+        // reaches RTE 119 at most (0x10 + 2 * 119 + 1 = 0xFF).
+        let max = ((regs.read(field::VERSION) >> 16) & 0xFF).min(MAX_PINS - 1);
         let pins = alloc::vec![PinConfig::EDGE_HIGH; max as usize + 1];
         let mut s = IoApicStore { regs, pins };
         for pin in 0..=max {
@@ -364,9 +369,9 @@ pub struct IoApicModel {
 }
 
 impl IoApicModel {
-    /// A model with `pins` pins (1..=240).
+    /// A model with `pins` pins (1..=[`MAX_PINS`]).
     pub fn new(pins: u32) -> Self {
-        let pins = pins.clamp(1, 240);
+        let pins = pins.clamp(1, MAX_PINS);
         let mut regs = alloc::vec![0u32; 0x10 + 2 * pins as usize];
         regs[usize::from(field::VERSION)] = (pins - 1) << 16 | 0x20;
         IoApicModel { regs }

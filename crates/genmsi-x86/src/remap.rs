@@ -168,18 +168,26 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> IrDomain<T, I> {
         &mut self.inval
     }
 
+    /// Writes entry `index` and invalidates the entry cache for it. If the invalidation fails,
+    /// the previous entry is written back (and invalidated again), so an error leaves the
+    /// table as it was.
     fn write(&mut self, index: u32, raw: [u64; 2]) -> Result<()> {
+        let previous = self.table.read(index);
         self.table.write(index, raw);
         self.invalidations += 1;
-        self.inval
-            .invalidate(InvDescriptor::IecIndex {
-                index: index as u16,
-                mask: 0,
-            })
-            .map_err(|reason| Error::Domain {
+        let desc = InvDescriptor::IecIndex {
+            index: index as u16,
+            mask: 0,
+        };
+        if let Err(reason) = self.inval.invalidate(desc) {
+            self.table.write(index, previous);
+            let _ = self.inval.invalidate(desc);
+            return Err(Error::Domain {
                 domain: "vt-d",
                 reason,
-            })
+            });
+        }
+        Ok(())
     }
 
     /// The remappable message for an irq. Level-triggered sources (IO-APIC pins) get SHV clear
@@ -275,7 +283,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
             let Some(d) = self.irqs.remove(irq) else {
                 continue;
             };
-            if d.active {
+            if d.active || self.table.read(d.index)[0] & 1 != 0 {
                 // Deactivation normally cleared it; never leave a present entry behind.
                 let _ = self.write(d.index, Irte::NOT_PRESENT);
             }

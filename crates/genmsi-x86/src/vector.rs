@@ -424,6 +424,27 @@ impl Domain for VectorDomain {
         if mask.contains(cur.cpu) && self.matrix.is_online(cur.cpu) {
             return self.compose(&d, cur);
         }
+        // Back to a target the irq still holds (a move undone before cleanup, or a rollback):
+        // reuse it. Not for two-step stores, whose way back needs its own interim step.
+        let back = d.old.iter().position(|t| {
+            !d.two_step
+                && t.managed == d.managed
+                && mask.contains(t.cpu)
+                && self.matrix.is_online(t.cpu)
+        });
+        if let Some(pos) = back {
+            let data = self.irqs.get_mut(&irq).expect("checked");
+            let t = data.old.remove(pos);
+            // Mapped afresh: its "seen" mark dates from before and must not complete this move.
+            self.table.map(t.cpu, t.vector, irq);
+            data.old.push(cur);
+            data.current = Some(t);
+            data.completed = false;
+            if !d.managed {
+                data.affinity = mask.clone();
+            }
+            return self.compose(&d, t);
+        }
         let two_step = d.two_step && !d.managed && self.matrix.is_online(cur.cpu);
         let (new, interim) = if two_step {
             let (cpu, vector) = self.matrix.alloc_pair(mask, cur.cpu)?;
@@ -452,6 +473,10 @@ impl Domain for VectorDomain {
         data.old.extend(interim);
         data.current = Some(new);
         data.completed = false;
+        if !d.managed {
+            // Reactivation after a deactivate places the irq where it was last asked to be.
+            data.affinity = mask.clone();
+        }
         let mut composed = self.compose(&d, new)?;
         if let Some(t) = interim {
             composed.interim = Some(self.compose(&d, t)?.msg);

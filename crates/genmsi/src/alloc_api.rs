@@ -1,8 +1,7 @@
 //! The allocation API: ranges, a given index after init, any free index, grow, shrink, free.
 
 use crate::domain::{AllocRequest, IrqRequest};
-use crate::system::{device_domain, AllocOpts};
-use crate::system::{Config, IrqData, IrqSystem};
+use crate::system::{device_domain, AllocOpts, Config, IrqData, IrqSystem};
 use crate::walk::{activate_irq, chain_of, deactivate_irq, node};
 use crate::{CpuMask, DeviceId, Error, Irq, Msg, MsiDesc, Result, SlotId, Unsupported};
 use alloc::vec::Vec;
@@ -62,7 +61,8 @@ impl<R: RawMutex> IrqSystem<R> {
         Ok(self.alloc(device, slot, Indices::Any, opts)?[0])
     }
 
-    /// Allocates every free index below `count` (grow a device to `count` vectors).
+    /// Allocates every free index below `count` (grow a device to `count` vectors), all or
+    /// nothing.
     pub fn grow_to(
         &self,
         device: DeviceId,
@@ -70,26 +70,29 @@ impl<R: RawMutex> IrqSystem<R> {
         count: u32,
         opts: &AllocOpts,
     ) -> Result<Vec<Irq>> {
-        let missing: Vec<u32> = {
-            let mut cfg = self.config.lock();
-            let dd = device_domain(&mut cfg.devices, device, slot)?;
-            let limit = dd.store.caps().max_index;
-            if count > limit {
-                return Err(Error::IndexOutOfRange {
-                    index: count - 1,
-                    limit,
-                });
-            }
-            (0..count).filter(|i| dd.free.is_free(*i)).collect()
-        };
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let dd = device_domain(&mut cfg.devices, device, slot)?;
+        let limit = dd.store.caps().max_index;
+        if count > limit {
+            return Err(Error::IndexOutOfRange {
+                index: count - 1,
+                limit,
+            });
+        }
+        let missing: Vec<u32> = (0..count).filter(|i| dd.free.is_free(*i)).collect();
         let mut done = Vec::new();
         for index in missing {
-            match self.alloc_at(device, slot, index, opts) {
-                Ok(irq) => done.push((index, irq)),
+            let one = Indices::Range {
+                first: index,
+                count: 1,
+            };
+            match self.alloc_in(cfg, device, slot, one, opts) {
+                Ok(got) => done.push(got[0]),
                 Err(e) => {
-                    for (index, _) in done {
-                        self.free_index(device, slot, index)?;
-                    }
+                    let indices: Vec<u32> = done.iter().map(|&(i, _)| i).collect();
+                    self.free_in(cfg, device, slot, &indices)
+                        .expect("freeing what this call allocated under the same lock");
                     return Err(e);
                 }
             }
@@ -99,12 +102,11 @@ impl<R: RawMutex> IrqSystem<R> {
 
     /// Frees every allocated index at or above `count` (shrink a device to `count` vectors).
     pub fn shrink_to(&self, device: DeviceId, slot: SlotId, count: u32) -> Result<u32> {
-        let indices: Vec<u32> = {
-            let mut cfg = self.config.lock();
-            let dd = device_domain(&mut cfg.devices, device, slot)?;
-            dd.descs.range(count..).map(|(&i, _)| i).collect()
-        };
-        self.free_indices(device, slot, &indices)?;
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let dd = device_domain(&mut cfg.devices, device, slot)?;
+        let indices: Vec<u32> = dd.descs.range(count..).map(|(&i, _)| i).collect();
+        self.free_in(cfg, device, slot, &indices)?;
         Ok(indices.len() as u32)
     }
 
@@ -115,8 +117,17 @@ impl<R: RawMutex> IrqSystem<R> {
         indices: Indices,
         opts: &AllocOpts,
     ) -> Result<Vec<(u32, Irq)>> {
-        let mut guard = self.config.lock();
-        let cfg = &mut *guard;
+        self.alloc_in(&mut self.config.lock(), device, slot, indices, opts)
+    }
+
+    fn alloc_in(
+        &self,
+        cfg: &mut Config,
+        device: DeviceId,
+        slot: SlotId,
+        indices: Indices,
+        opts: &AllocOpts,
+    ) -> Result<Vec<(u32, Irq)>> {
         let meta = cfg
             .devices
             .get(&device)
@@ -329,16 +340,34 @@ impl<R: RawMutex> IrqSystem<R> {
 
     /// Frees one index: quiesce, deactivate, free every level, release the irq number.
     pub fn free_index(&self, device: DeviceId, slot: SlotId, index: u32) -> Result<()> {
-        self.free_indices(device, slot, &[index])
+        self.free_in(&mut self.config.lock(), device, slot, &[index])
     }
 
     /// Frees `first..first + count`; every index of the range must be allocated.
     pub fn free_range(&self, device: DeviceId, slot: SlotId, first: u32, count: u32) -> Result<()> {
-        let last = first
-            .checked_add(count.max(1) - 1)
-            .ok_or(Error::NotAllocated { index: first })?;
-        let indices: Vec<u32> = (first..=last).collect();
-        self.free_indices(device, slot, &indices)
+        if count == 0 {
+            return Err(Error::InvalidCount { count });
+        }
+        let mut guard = self.config.lock();
+        let cfg = &mut *guard;
+        let dd = device_domain(&mut cfg.devices, device, slot)?;
+        let last = first.saturating_add(count - 1);
+        // Collect from the descriptors, never from the range: `count` comes from the caller.
+        let indices: Vec<u32> = dd.descs.range(first..=last).map(|(&i, _)| i).collect();
+        if indices.len() as u64 != u64::from(count) {
+            let missing = (first..=last)
+                .zip(
+                    indices
+                        .iter()
+                        .copied()
+                        .map(Some)
+                        .chain(core::iter::repeat(None)),
+                )
+                .find(|&(want, have)| have != Some(want))
+                .map_or(first, |(want, _)| want);
+            return Err(Error::NotAllocated { index: missing });
+        }
+        self.free_in(cfg, device, slot, &indices)
     }
 
     /// Frees every index of the device domain; returns how many there were.
@@ -346,9 +375,13 @@ impl<R: RawMutex> IrqSystem<R> {
         self.shrink_to(device, slot, 0)
     }
 
-    fn free_indices(&self, device: DeviceId, slot: SlotId, indices: &[u32]) -> Result<()> {
-        let mut guard = self.config.lock();
-        let cfg = &mut *guard;
+    pub(crate) fn free_in(
+        &self,
+        cfg: &mut Config,
+        device: DeviceId,
+        slot: SlotId,
+        indices: &[u32],
+    ) -> Result<()> {
         let dd = device_domain(&mut cfg.devices, device, slot)?;
         let caps = dd.store.caps();
         if let Some(&index) = indices.iter().find(|i| !dd.descs.contains_key(i)) {

@@ -1,6 +1,6 @@
 //! Per-irq operations (activate, deactivate, move, mask) and CPU hotplug.
 
-use crate::system::{device_domain, locate, IrqSystem, OfflineReport};
+use crate::system::{device_domain, locate, Config, IrqSystem, OfflineReport};
 use crate::table::Delivery;
 use crate::walk::{activate_irq, chain_of, deactivate_irq, move_irq, node};
 use crate::{CpuMask, Error, Irq, Msg, Result};
@@ -35,7 +35,10 @@ impl<R: RawMutex> IrqSystem<R> {
             let chain = chain_of(&cfg.domains, dd.parent);
             deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
         }
-        cfg.irqs.get_mut(&irq).expect("checked above").effective_cpu = None;
+        let data = cfg.irqs.get_mut(&irq).expect("checked above");
+        data.effective_cpu = None;
+        // Deactivated on purpose: a CPU coming back does not restart it.
+        data.shut_down = false;
         Ok(())
     }
 
@@ -127,8 +130,9 @@ impl<R: RawMutex> IrqSystem<R> {
     // ---- CPU hotplug ----
 
     /// Takes `cpu` offline: irqs targeting it move to another CPU of their affinity (or of the
-    /// machine, when none is left); managed irqs with no CPU left are shut down. Then every
-    /// domain hears of it.
+    /// machine, when none is left); managed irqs with no CPU left are shut down. The domains
+    /// hear of it first, so that nothing new is placed on the CPU. If an irq cannot move, every
+    /// step already taken is undone and the CPU stays online.
     pub fn cpu_offline(&self, cpu: u32) -> Result<OfflineReport> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
@@ -139,6 +143,9 @@ impl<R: RawMutex> IrqSystem<R> {
         if remaining.is_empty() {
             return Err(Error::EmptyAffinity);
         }
+        for n in cfg.domains.iter_mut().flatten() {
+            n.domain.cpu_offline(cpu);
+        }
         let victims: Vec<Irq> = cfg
             .irqs
             .iter()
@@ -147,35 +154,73 @@ impl<R: RawMutex> IrqSystem<R> {
             .collect();
         let mut report = OfflineReport::default();
         for irq in victims {
-            let d = cfg.irqs[&irq];
-            let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
-            let desc = &dd.descs[&d.index];
-            let target = desc.affinity.and(&remaining);
-            if desc.managed && target.is_empty() {
-                let chain = chain_of(&cfg.domains, dd.parent);
-                deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
-                let data = cfg.irqs.get_mut(&irq).expect("victim exists");
-                data.effective_cpu = None;
-                data.shut_down = true;
-                report.shut_down.push(irq);
-            } else {
-                let target = if target.is_empty() {
-                    remaining.clone()
-                } else {
-                    target
-                };
-                move_irq(cfg, irq, &target)?;
-                report.moved.push(irq);
+            if let Err(e) = self.evacuate(cfg, irq, &remaining, &mut report) {
+                self.undo_offline(cfg, cpu, &report);
+                return Err(e);
             }
         }
         cfg.online = remaining;
-        for n in cfg.domains.iter_mut().flatten() {
-            n.domain.cpu_offline(cpu);
-        }
         Ok(report)
     }
 
-    /// Brings `cpu` online and restarts the managed irqs that were shut down for lack of it.
+    /// Moves one irq off the CPU going away, or shuts it down when it is managed and has no CPU left.
+    fn evacuate(
+        &self,
+        cfg: &mut Config,
+        irq: Irq,
+        remaining: &CpuMask,
+        report: &mut OfflineReport,
+    ) -> Result<()> {
+        let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
+        let desc = &dd.descs[&d.index];
+        let target = desc.affinity.and(remaining);
+        if desc.managed && target.is_empty() {
+            let chain = chain_of(&cfg.domains, dd.parent);
+            deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
+            let data = cfg.irqs.get_mut(&irq).expect("victim exists");
+            data.effective_cpu = None;
+            data.shut_down = true;
+            report.shut_down.push(irq);
+            return Ok(());
+        }
+        // An affinity with no CPU left is broken: the irq goes anywhere online, as on Linux.
+        let target = if target.is_empty() {
+            remaining.clone()
+        } else {
+            target
+        };
+        match move_irq(cfg, irq, &target) {
+            Err(_) if &target != remaining => move_irq(cfg, irq, remaining)?,
+            other => other?,
+        }
+        report.moved.push(irq);
+        Ok(())
+    }
+
+    /// Puts back what a failed [`IrqSystem::cpu_offline`] did, newest first.
+    fn undo_offline(&self, cfg: &mut Config, cpu: u32, report: &OfflineReport) {
+        for n in cfg.domains.iter_mut().flatten() {
+            n.domain.cpu_online(cpu);
+        }
+        for &irq in report.moved.iter().rev() {
+            // Whatever was released on `cpu` is free again, so the way back is open.
+            let _ = move_irq(cfg, irq, &CpuMask::single(cpu));
+        }
+        for &irq in report.shut_down.iter().rev() {
+            let Ok((d, dd)) = locate(&cfg.irqs, &mut cfg.devices, irq) else {
+                continue;
+            };
+            let chain = chain_of(&cfg.domains, dd.parent);
+            if let Ok(eff) = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index) {
+                let data = cfg.irqs.get_mut(&irq).expect("exists");
+                data.effective_cpu = eff;
+                data.shut_down = false;
+            }
+        }
+    }
+
+    /// Brings `cpu` online and restarts the managed irqs that were shut down for lack of it;
+    /// returns those that restarted.
     pub fn cpu_online(&self, cpu: u32) -> Result<Vec<Irq>> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
@@ -194,17 +239,19 @@ impl<R: RawMutex> IrqSystem<R> {
             .collect();
         let mut restarted = Vec::new();
         for irq in sleeping {
-            let d = cfg.irqs[&irq];
-            let dd = device_domain(&mut cfg.devices, d.device, d.slot)?;
+            let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
             if !dd.descs[&d.index].affinity.contains(cpu) {
                 continue;
             }
             let chain = chain_of(&cfg.domains, dd.parent);
-            let eff = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index)?;
-            let data = cfg.irqs.get_mut(&irq).expect("exists");
-            data.effective_cpu = eff;
-            data.shut_down = false;
-            restarted.push(irq);
+            // An irq that cannot restart now stays shut down (visible in `irq_info`) and is
+            // tried again when one of its CPUs comes online; the others still restart.
+            if let Ok(eff) = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index) {
+                let data = cfg.irqs.get_mut(&irq).expect("exists");
+                data.effective_cpu = eff;
+                data.shut_down = false;
+                restarted.push(irq);
+            }
         }
         Ok(restarted)
     }

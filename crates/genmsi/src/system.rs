@@ -354,8 +354,14 @@ impl<R: RawMutex> IrqSystem<R> {
         device: DeviceId,
         slot: SlotId,
     ) -> Result<Box<dyn MsgStore>> {
-        self.free_all(device, slot)?;
         let mut cfg = self.config.lock();
+        let indices: Vec<u32> = device_domain(&mut cfg.devices, device, slot)?
+            .descs
+            .keys()
+            .copied()
+            .collect();
+        // Freed and removed under one lock hold: nothing can be allocated in between.
+        self.free_in(&mut cfg, device, slot, &indices)?;
         let Config {
             domains, devices, ..
         } = &mut *cfg;

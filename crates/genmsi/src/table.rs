@@ -58,6 +58,9 @@ pub enum Delivery {
 #[derive(Default)]
 struct Slot {
     flags: AtomicU32,
+    /// Deliveries running on this slot right now: configuration waits for zero before it
+    /// reuses the slot (see [`IrqTable::synchronize`]).
+    inflight: AtomicU32,
     /// Handler id in the high half, handler data in the low half, so both change at once.
     handler: AtomicU64,
     count: AtomicU64,
@@ -123,7 +126,16 @@ impl IrqTable {
             self.spurious.fetch_add(1, Ordering::Relaxed);
             return Delivery::Spurious;
         };
-        let flags = slot.flags.load(Ordering::Acquire);
+        // Announce the delivery before looking at the flags; configuration clears ACTIVE before
+        // it waits for `inflight` to drain, so one of the two always sees the other.
+        slot.inflight.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.deliver_in(slot, irq, cpu);
+        slot.inflight.fetch_sub(1, Ordering::Release);
+        outcome
+    }
+
+    fn deliver_in(&self, slot: &Slot, irq: Irq, cpu: u32) -> Delivery {
+        let flags = slot.flags.load(Ordering::SeqCst);
         if flags & ACTIVE == 0 {
             self.spurious.fetch_add(1, Ordering::Relaxed);
             return Delivery::Spurious;
@@ -142,6 +154,18 @@ impl IrqTable {
             h.handle(irq, cpu, data);
         }
         Delivery::Handled
+    }
+
+    /// Waits until no delivery of `irq` is running (the configuration path, after the irq was
+    /// marked inactive): then nothing can still count for it or call its handler, and its slot
+    /// may be reused. Like Linux's `synchronize_irq`, it must not be called from the irq's own
+    /// handler.
+    pub(crate) fn synchronize(&self, irq: Irq) {
+        if let Some(s) = self.slot(irq) {
+            while s.inflight.load(Ordering::SeqCst) != 0 {
+                core::hint::spin_loop();
+            }
+        }
     }
 
     /// Interrupts handled for `irq` since it was allocated.
@@ -189,7 +213,13 @@ impl IrqTable {
     }
 
     pub(crate) fn set_active(&self, irq: Irq, active: bool) {
-        self.update(irq, ACTIVE, active);
+        if let Some(s) = self.slot(irq) {
+            if active {
+                s.flags.fetch_or(ACTIVE, Ordering::SeqCst);
+            } else {
+                s.flags.fetch_and(!ACTIVE, Ordering::SeqCst);
+            }
+        }
     }
 
     pub(crate) fn set_soft_masked(&self, irq: Irq, masked: bool) {
@@ -218,8 +248,9 @@ impl IrqTable {
         }
     }
 
-    /// Resets a slot when its irq number is released.
+    /// Resets a slot when its irq number is released (after [`IrqTable::synchronize`]).
     pub(crate) fn reset(&self, irq: Irq) {
+        self.synchronize(irq);
         if let Some(s) = self.slot(irq) {
             s.flags.store(0, Ordering::Release);
             s.handler.store(0, Ordering::Release);

@@ -93,6 +93,9 @@ pub(crate) fn deactivate_irq(
     }
     let _ = dd.store.write_msg(index, &Msg::ZERO);
     table.set_active(irq, false);
+    // Interrupts already being handled finish before the levels below let go of their
+    // resources (a vector, a remap entry) that another irq may take next.
+    table.synchronize(irq);
     for &id in chain {
         node(domains, id).deactivate(irq);
     }
@@ -170,10 +173,20 @@ pub(crate) fn move_irq(cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<(
     let caps = dd.store.caps();
     if composed.msg != desc.msg {
         if let Err(e) = rewrite_live(dd.store.as_mut(), caps, &desc, &composed) {
+            // The store may hold the old, the interim or a half-written message: move the
+            // levels back (a root returns to the very target it had) and write the message
+            // they compose again, so that store, descriptor and domains agree.
             let old = d
                 .effective_cpu
                 .map_or(desc.affinity.clone(), CpuMask::single);
-            let _ = walk(&mut cfg.domains, &old);
+            if let Ok(back) = walk(&mut cfg.domains, &old) {
+                let restored = Composed::new(back.msg, back.effective_cpu);
+                if rewrite_live(dd.store.as_mut(), caps, &desc, &restored).is_ok() {
+                    let desc = dd.descs.get_mut(&d.index).expect("exists");
+                    desc.msg = back.msg;
+                    cfg.irqs.get_mut(&irq).expect("exists").effective_cpu = back.effective_cpu;
+                }
+            }
             return Err(e);
         }
         dd.descs.get_mut(&d.index).expect("exists").msg = composed.msg;
