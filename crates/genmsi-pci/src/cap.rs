@@ -176,13 +176,20 @@ impl fmt::Display for CapError {
 
 impl core::error::Error for CapError {}
 
-/// Checks that `needed` bytes from `offset` fit in the configuration space.
+/// Checks that `needed` bytes from `offset` fit in the configuration space, and a capability
+/// that starts in conventional space (below 0x100) ends there too.
 pub(crate) fn check_fits<C: ConfigSpace + ?Sized>(
     cfg: &C,
     offset: u16,
     needed: u16,
 ) -> Result<(), CapError> {
-    let size = cfg.size();
+    // A conventional capability lives in the first 256 bytes, whatever the space's size:
+    // running past 0x100 would reach the extended capabilities.
+    let size = if offset < 0x100 {
+        cfg.size().min(0x100)
+    } else {
+        cfg.size()
+    };
     match offset.checked_add(needed) {
         Some(end) if end <= size => Ok(()),
         _ => Err(CapError::Truncated {

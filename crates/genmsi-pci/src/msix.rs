@@ -545,18 +545,25 @@ impl<C: ConfigSpace, M: Mmio> MsixStore<C, M> {
         let control = self.cap.read_control(&self.cfg)?;
         let on = control.with_enabled(true).with_function_mask(true);
         self.cfg.write_u16(self.cap.control(), on.0)?;
-        self.mask_all()?;
-        set_intx_disable(&mut self.cfg, true)?;
-        Ok(())
+        let rest = self
+            .mask_all()
+            .and_then(|()| Ok(set_intx_disable(&mut self.cfg, true)?));
+        if rest.is_err() {
+            // Leave the function as it was: MSI-X off, so that a fallback to MSI is allowed.
+            let _ = self.cfg.write_u16(self.cap.control(), control.0);
+        }
+        rest
     }
 
     fn do_disable(&mut self) -> Result<(), MsixError> {
-        self.mask_all()?;
+        let masked = self.mask_all();
+        // Enable goes off even if an entry could not be masked: a disabled function sends
+        // nothing, whatever its table says.
         let control = self.cap.read_control(&self.cfg)?;
         let off = control.with_enabled(false).with_function_mask(false);
         self.cfg.write_u16(self.cap.control(), off.0)?;
         set_intx_disable(&mut self.cfg, false)?;
-        Ok(())
+        masked
     }
 }
 

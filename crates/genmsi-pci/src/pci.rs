@@ -215,6 +215,12 @@ pub enum PciError {
     },
     /// INTx was allowed but no router was given.
     NoIntxRouter,
+    /// The other mechanism (MSI while MSI-X is asked for, or the reverse) is enabled: a function
+    /// must never have both on.
+    OtherEnabled {
+        /// The capability that is enabled.
+        id: CapId,
+    },
     /// The function's default slot does not hold an MSI-X store.
     NotMsix {
         /// The device.
@@ -255,6 +261,7 @@ impl fmt::Display for PciError {
                 write!(f, "the function offers {available} vectors, {min} needed")
             }
             PciError::NoIntxRouter => f.write_str("INTx needs a router"),
+            PciError::OtherEnabled { id } => write!(f, "the {id:?} capability is enabled"),
             PciError::NotMsix { device } => {
                 write!(f, "device {} does not use MSI-X", device.0)
             }
@@ -349,6 +356,20 @@ fn find_cap<C: ConfigSpace>(config: &C, id: CapId) -> Result<u16, PciError> {
     cap::find(config, id)?.ok_or(PciError::NoCapability { id })
 }
 
+/// Refuses when the capability `id` exists and its Enable bit (bit 15 of MSI-X Message Control,
+/// bit 0 of MSI Message Control: PCIe 7.7.2.2, 7.7.1.2) is set.
+fn refuse_if_enabled<C: ConfigSpace>(config: &C, id: CapId) -> Result<(), PciError> {
+    let Some(offset) = cap::find(config, id)? else {
+        return Ok(());
+    };
+    let control = config.read_u16(offset + 2)?;
+    let bit = if id == CapId::MsiX { 1 << 15 } else { 1 };
+    if control & bit != 0 {
+        return Err(PciError::OtherEnabled { id });
+    }
+    Ok(())
+}
+
 fn alloc_msix<R, C, M>(
     sys: &IrqSystem<R>,
     dev: &PciDevice<C, M>,
@@ -363,6 +384,7 @@ where
     M: Mmio + Clone + Send + 'static,
 {
     let offset = find_cap(&dev.config, CapId::MsiX)?;
+    refuse_if_enabled(&dev.config, CapId::Msi)?;
     let store = MsixStore::new(dev.config.clone(), dev.bars.clone(), offset)?;
     let available = store.cap().table_size;
     if available < min {
@@ -391,24 +413,28 @@ where
     C: ConfigSpace + Clone + Send + 'static,
 {
     let offset = find_cap(&dev.config, CapId::Msi)?;
+    refuse_if_enabled(&dev.config, CapId::MsiX)?;
     let available = MsiStore::new(dev.config.clone(), offset)?
         .cap()
         .features
         .vectors;
-    let fit = available.min(max);
-    // The largest power of two that fits; halve while the parent refuses the block (a
-    // parent without remapping cannot give a block messages that differ in low data bits).
-    let mut count = 1 << (31 - fit.leading_zeros());
-    if count < min {
-        return Err(PciError::TooFewVectors {
-            available: count,
-            min,
-        });
+    if available < min {
+        return Err(PciError::TooFewVectors { available, min });
     }
+    // The smallest power-of-two block that holds as many vectors as allowed (the function
+    // offers a power of two, so it fits); halve while the parent refuses the block (a parent
+    // without remapping cannot give a block whose messages differ in low data bits), down to
+    // the smallest block that still holds `min`. Like Linux, a block may be larger than the
+    // vectors handed out: the rest stay reserved with it.
+    let want = available.min(max);
+    let mut count = want.next_power_of_two();
     loop {
         let store = MsiStore::new(dev.config.clone(), offset)?;
         match alloc_block(sys, dev.id, Box::new(store), parent, count, opts) {
-            Ok(irqs) => return Ok(irqs),
+            Ok(mut irqs) => {
+                irqs.truncate(want.min(count) as usize);
+                return Ok(irqs);
+            }
             Err(e) if count / 2 < min => return Err(e.into()),
             Err(_) => count /= 2,
         }

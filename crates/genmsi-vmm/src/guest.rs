@@ -184,6 +184,12 @@ impl GuestMsix {
         None
     }
 
+    /// A host pending bit was merged into the guest's emulated one for the same entry (one
+    /// pending bit visible to the guest means one interrupt).
+    pub fn merged_pending(&mut self) {
+        self.counters.coalesced += 1;
+    }
+
     /// An interrupt for `route` arrived from the host.
     pub fn deliver(&mut self, route: Route) -> Injection {
         let entry = route.entry;

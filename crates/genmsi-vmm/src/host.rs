@@ -12,6 +12,7 @@
 //!    operation ([`HostNic::ops`]).
 
 use crate::error::Result;
+use crate::guest::{Route, RouteTable};
 use genmsi::{AllocOpts, Delivery, DomainId, Irq, IrqSystem, Msg, SystemConfig};
 use genmsi_pci::config::header;
 use genmsi_pci::msix::MsixCap;
@@ -348,12 +349,36 @@ impl HostNic {
 
     /// Allocates exactly vector `index` while the others deliver (dynamic MSI-X).
     pub fn alloc_at(&mut self, index: u32) -> Result<Irq> {
-        let (_, irq) = pci_msix_alloc_irq_at(
-            self.machine.sys(),
-            &self.pci,
-            Some(index),
-            &AllocOpts::default(),
-        )?;
+        self.alloc_at_with(index, true)
+    }
+
+    /// Allocates vector `index`, installs `route` for it while its entry is still masked (the
+    /// function may send what it latched the moment the entry is unmasked, and that must find
+    /// its route), then activates it. One host operation, like [`HostNic::alloc_at`]; on error
+    /// the vector and the route are gone again.
+    pub fn alloc_at_routed(
+        &mut self,
+        index: u32,
+        routes: &mut RouteTable,
+        route: Route,
+    ) -> Result<Irq> {
+        let irq = self.alloc_at_with(index, false)?;
+        routes.set(irq, route);
+        if let Err(e) = self.machine.sys().activate(irq) {
+            routes.remove(irq);
+            pci_msix_free_irq(self.machine.sys(), &self.pci, index)?;
+            self.held -= 1;
+            return Err(e.into());
+        }
+        Ok(irq)
+    }
+
+    fn alloc_at_with(&mut self, index: u32, activate: bool) -> Result<Irq> {
+        let opts = AllocOpts {
+            activate,
+            ..AllocOpts::default()
+        };
+        let (_, irq) = pci_msix_alloc_irq_at(self.machine.sys(), &self.pci, Some(index), &opts)?;
         self.ops += 1;
         self.held += 1;
         Ok(irq)

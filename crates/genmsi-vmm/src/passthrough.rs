@@ -280,13 +280,14 @@ impl PassthroughMsix {
         match self.config.mode {
             Mode::OnDemand => {
                 self.check_budget(0, 1)?;
-                let live = self.guest().is_live(0);
-                let irq = self.host.enable(1, live)?[0];
-                self.backing[0] = match live {
-                    true => Backing::Active(irq),
-                    false => Backing::Reserved(irq),
-                };
+                // Reserved first, routed, then activated: the function may send what it
+                // latched the moment its entry is unmasked, and that must find its route.
+                let irq = self.host.enable(1, false)?[0];
+                self.backing[0] = Backing::Reserved(irq);
                 self.set_route(0, irq);
+                if self.guest().is_live(0) {
+                    self.back(0)?;
+                }
                 self.back_live()
             }
             Mode::Baseline => self.baseline_enable(),
@@ -352,27 +353,39 @@ impl PassthroughMsix {
     /// On demand: exactly host vector `index`, allocated or activated, then what the function
     /// latched for it is sent.
     fn back(&mut self, index: u32) -> Result<()> {
+        // The route exists before the host entry is unmasked (see `msix_enabled`).
         let irq = match self.backing[index as usize] {
             Backing::Active(_) => return Ok(()),
             Backing::Reserved(irq) => {
+                self.set_route(index, irq);
                 self.host.activate(irq)?;
                 irq
             }
             Backing::None => {
                 self.check_budget(index, self.host.allocated() + 1)?;
-                self.host.alloc_at(index)?
+                let route = Route {
+                    entry: index,
+                    msg: self.guest().msg(index),
+                };
+                self.host.alloc_at_routed(index, &mut self.routes, route)?
             }
         };
         self.backing[index as usize] = Backing::Active(irq);
-        self.set_route(index, irq);
         self.replay(index)
     }
 
     /// The function sends what it latched for `index`, now that the host entry is unmasked.
     pub(crate) fn replay(&mut self, index: u32) -> Result<()> {
         if let Some(msg) = self.host.replay(index)? {
-            let arrival = self.host.deliver(&msg);
-            self.guest.arrived(arrival, &self.routes);
+            // The guest saw one pending bit for the entry (its PBA read merges the host's bit
+            // into the emulated one): if the emulated bit is set, it delivers that one
+            // interrupt and the host's copy is the same interrupt, not a second one.
+            if self.guest().pending(index) {
+                self.guest.merged_pending();
+            } else {
+                let arrival = self.host.deliver(&msg);
+                self.guest.arrived(arrival, &self.routes);
+            }
         }
         Ok(())
     }
