@@ -17,7 +17,7 @@ enum Which {
     /// ones fire: host vectors on demand vs. disable/free/re-enable (older VFIO).
     VfioGrow {
         /// MSI-X entries the guest unmasks (1..=2048).
-        #[arg(long, default_value_t = 2048)]
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=2048))]
         vectors: u32,
         /// Print the report as JSON.
         #[arg(long)]

@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use genmsi_sim::scenario::DEFAULT;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -112,6 +114,7 @@ fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<b
         Some(_) => None,
     };
     let vmm_ok = vmm.is_none_or(|v| v.on_demand.lost == 0);
+    let mut out = String::new();
     if json {
         let mut value = serde_json::to_value(&report)?;
         if let Some(v) = &vmm {
@@ -122,32 +125,46 @@ fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<b
                 "baseline": { "ops": v.baseline.ops, "lost": v.baseline.lost, "raised": v.baseline.raised },
             });
         }
-        println!("{value}");
+        writeln!(out, "{value}")?;
     } else {
-        print!("{}", report.text());
+        out.push_str(&report.text());
         if let Some(v) = &vmm {
-            println!("\nVMM: a guest unmasks {} MSI-X entries of a passed-through NIC one by one while the enabled ones fire", v.vectors);
-            println!("  {:<28} {:>12} {:>12}", "", "on-demand", "baseline");
-            println!(
+            writeln!(
+                out,
+                "\nVMM: a guest unmasks {} MSI-X entries of a passed-through NIC one by one while the enabled ones fire", v.vectors)?;
+            writeln!(out, "  {:<28} {:>12} {:>12}", "", "on-demand", "baseline")?;
+            writeln!(
+                out,
                 "  {:<28} {:>12} {:>12}",
                 "host vector operations", v.on_demand.ops, v.baseline.ops
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "  {:<28} {:>12.1} {:>12.1}",
                 "host vectors per unmask",
                 v.on_demand.touched_per_unmask,
                 v.baseline.touched_per_unmask
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "  {:<28} {:>12} {:>12}",
                 "interrupts raised", v.on_demand.raised, v.baseline.raised
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "  {:<28} {:>12} {:>12}",
                 "interrupts lost", v.on_demand.lost, v.baseline.lost
-            );
-            println!("  (`genmsi bench vfio-grow --vectors N` runs it alone, with timings)");
+            )?;
+            writeln!(
+                out,
+                "  (`genmsi bench vfio-grow --vectors N` runs it alone, with timings)"
+            )?;
         }
+    }
+    // A closed pipe (`genmsi run | head`) is the reader's choice, not a failure of the run.
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(report.ok() && vmm_ok)
 }

@@ -15,7 +15,7 @@
 //! 3. [`Sim`]: a seeded event loop (same seed, same report, byte for byte) with traffic,
 //!    scheduled events and fault injection (spurious writes, wrong requester ids, CPUs going
 //!    offline, affinity changes, allocation storms), and a [`Report`] whose counters add up:
-//!    `raised = delivered + blocked + lost + pending`.
+//!    `raised = delivered + blocked + lost + pending + merged`.
 //!
 //! Scenarios are TOML files ([`scenario`]); [`scenario::DEFAULT`] is the embedded default.
 

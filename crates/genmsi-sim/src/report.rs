@@ -73,7 +73,7 @@ pub struct Injected {
     pub wrong_rid_delivered: u64,
 }
 
-/// The report of one run. `raised = delivered + blocked + lost + pending`.
+/// The report of one run. `raised = delivered + blocked + lost + pending + merged`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     /// Scenario name.
@@ -172,6 +172,7 @@ impl Report {
         let _ = writeln!(o, "  blocked   {:>10}", self.blocked);
         let _ = writeln!(o, "  lost      {:>10}", self.lost);
         let _ = writeln!(o, "  pending   {:>10}", self.pending);
+        let _ = writeln!(o, "  merged    {:>10}", self.merged);
         for (r, n) in &self.lost_reasons {
             let _ = writeln!(o, "    lost: {r}: {n}");
         }

@@ -83,16 +83,18 @@ impl Sim {
     /// Builds the machine and devices of `scenario` (the seed can be overridden).
     pub fn new(name: &str, scenario: Scenario, seed: Option<u64>) -> Result<Sim, SetupError> {
         let spec = &scenario.machine;
-        let irqs: u32 = scenario
+        let irqs: u64 = scenario
             .devices
             .iter()
-            .map(|d| d.get_ref().capacity.unwrap_or(d.get_ref().vectors))
+            .map(|d| u64::from(d.get_ref().capacity.unwrap_or(d.get_ref().vectors)))
             .sum();
+        // The scenario check bounds the total, so this fits.
+        let irqs = u32::try_from(irqs + 1024).unwrap_or(u32::MAX);
         let mut machine = Machine::new(
             spec.cpus,
             spec.remapping,
             spec.iommus,
-            (irqs + 1024).next_power_of_two(),
+            irqs.checked_next_power_of_two().unwrap_or(u32::MAX),
         );
         platform(&mut machine)?;
         let mut devices = Vec::new();
@@ -263,16 +265,11 @@ impl Sim {
     }
 
     fn cleanup(&mut self) {
-        let (released, again) = self.machine.cleanup();
+        // Interrupts are serviced as they land, so nothing is pending in an IRR here and the
+        // cleanup has nothing to retrigger; a retriggered interrupt would be a second delivery
+        // of one already counted, so it is not counted again.
+        let (released, _retriggered) = self.machine.cleanup();
         self.report.vectors_released += released as u64;
-        for a in again {
-            if let Arrival::Handled { .. } = a {
-                // A retriggered interrupt was counted as raised when it first arrived; it
-                // reached its handler now.
-                self.report.delivered += 1;
-                self.report.pending = self.report.pending.saturating_sub(1);
-            }
-        }
     }
 
     fn device(&self, name: &Option<String>) -> usize {
@@ -320,12 +317,14 @@ impl Sim {
             }
             EventKind::CpuOffline => {
                 let cpu = e.cpu.expect("checked");
+                // Drivers of managed irqs quiesce their queues on this CPU before it goes
+                // (their irqs are shut down below), and writes already on their way land.
+                self.land(u64::MAX);
                 match self.machine.sys.cpu_offline(cpu) {
                     Ok(r) => {
-                        // Like the kernel's short wait before a dying CPU stops: writes already
-                        // on their way land (and are handled, or retriggered by the cleanup
-                        // below) before its local APIC goes away.
-                        self.land(u64::MAX);
+                        // Like the kernel's short wait before a dying CPU stops: anything the
+                        // moves left latched there is retriggered by the cleanup before its
+                        // local APIC goes away.
                         self.cleanup();
                         self.machine.lapics[cpu as usize].online = false;
                         let text = format!(

@@ -32,6 +32,13 @@ use toml::Spanned;
 /// The scenario the CLI runs when it is given no file.
 pub const DEFAULT: &str = include_str!("../../../scenarios/default.toml");
 
+/// Most devices a scenario may have.
+pub const MAX_DEVICES: usize = 4096;
+/// Most interrupts all devices' stores may hold together.
+pub const MAX_TOTAL_CAPACITY: u64 = 1 << 20;
+/// Largest `count` of an event, either way.
+pub const MAX_EVENT_COUNT: u64 = 1_000_000;
+
 /// A whole scenario.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,28 +257,40 @@ impl Scenario {
             message,
         };
         let m = &self.machine;
+        let mline = text
+            .lines()
+            .position(|l| l.trim_start().starts_with("[machine]"))
+            .map_or(0, |i| i + 1);
         if !(1..=8192).contains(&m.cpus) {
             return Err(err(
-                0,
+                mline,
                 "machine.cpus",
                 format!("{} CPUs: must be 1..=8192", m.cpus),
             ));
         }
         if !(1..=16).contains(&m.iommus) {
             return Err(err(
-                0,
+                mline,
                 "machine.iommus",
                 format!("{}: must be 1..=16", m.iommus),
             ));
         }
         if m.cpus > 255 && !m.remapping {
             return Err(err(
-                0,
+                mline,
                 "machine.remapping",
                 "APIC ids above 255 are reachable only through remapping (x2APIC)".into(),
             ));
         }
+        if self.devices.len() > MAX_DEVICES {
+            return Err(err(
+                mline,
+                "device",
+                format!("at most {MAX_DEVICES} devices"),
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
+        let (mut total_capacity, mut total_weight, mut intx) = (0u64, 0f64, 0);
         for d in &self.devices {
             let line = line_of(d.span());
             let d = d.get_ref();
@@ -282,7 +301,7 @@ impl Scenario {
                     format!("`{}` is used twice", d.name),
                 ));
             }
-            if d.vectors == 0 && d.kind != DeviceKind::Passthrough {
+            if d.vectors == 0 {
                 return Err(err(line, "device.vectors", "must be at least 1".into()));
             }
             if d.capacity.is_some_and(|c| c < d.vectors) {
@@ -303,12 +322,36 @@ impl Scenario {
                 DeviceKind::Nic | DeviceKind::Nvme | DeviceKind::Passthrough => 2048,
                 DeviceKind::Ims => 1 << 17,
             };
-            if d.capacity.unwrap_or(d.vectors) > limit {
+            let capacity = d.capacity.unwrap_or(d.vectors);
+            if capacity > limit {
+                let field = match d.capacity {
+                    Some(_) => "device.capacity",
+                    None => "device.vectors",
+                };
                 return Err(err(
                     line,
-                    "device.vectors",
+                    field,
                     format!("a {:?} device holds at most {limit}", d.kind),
                 ));
+            }
+            total_capacity += u64::from(capacity);
+            if total_capacity > MAX_TOTAL_CAPACITY {
+                return Err(err(
+                    line,
+                    "device.capacity",
+                    format!("the devices hold more than {MAX_TOTAL_CAPACITY} interrupts in all"),
+                ));
+            }
+            total_weight += d.weight;
+            if d.kind == DeviceKind::Intx {
+                intx += 1;
+                if intx > 8 {
+                    return Err(err(
+                        line,
+                        "device.kind",
+                        "at most 8 INTx devices (IO-APIC pins 16..=23)".into(),
+                    ));
+                }
             }
             if let Some(a) = &d.affinity {
                 self.check_cpus(a)
@@ -322,9 +365,23 @@ impl Scenario {
                 ));
             }
         }
+        if !total_weight.is_finite() {
+            return Err(err(
+                mline,
+                "device.weight",
+                "the weights add up to more than a finite number".into(),
+            ));
+        }
         for e in &self.events {
             let line = line_of(e.span());
             let e = e.get_ref();
+            if e.count.is_some_and(|c| c.unsigned_abs() > MAX_EVENT_COUNT) {
+                return Err(err(
+                    line,
+                    "event.count",
+                    format!("at most {MAX_EVENT_COUNT} either way"),
+                ));
+            }
             if e.at > m.steps {
                 return Err(err(
                     line,
@@ -344,8 +401,46 @@ impl Scenario {
                         format!("a {:?} event needs a device", e.kind),
                     ))
                 }
-                (Some(n), _) if !names.contains(n.as_str()) => {
-                    return Err(err(line, "event.device", format!("no device named `{n}`")))
+                (Some(n), _) => {
+                    let Some(d) = self
+                        .devices
+                        .iter()
+                        .map(|d| d.get_ref())
+                        .find(|d| &d.name == n)
+                    else {
+                        return Err(err(line, "event.device", format!("no device named `{n}`")));
+                    };
+                    let fits = match e.kind {
+                        EventKind::Storm | EventKind::Queues => d.kind == DeviceKind::Ims,
+                        EventKind::GuestUnmask | EventKind::GuestMask => {
+                            d.kind == DeviceKind::Passthrough
+                        }
+                        EventKind::WrongRid => matches!(
+                            d.kind,
+                            DeviceKind::Nic | DeviceKind::Nvme | DeviceKind::Passthrough
+                        ),
+                        _ => true,
+                    };
+                    if !fits {
+                        return Err(err(
+                            line,
+                            "event.device",
+                            format!(
+                                "a {:?} event cannot act on `{n}`, a {:?} device",
+                                e.kind, d.kind
+                            ),
+                        ));
+                    }
+                    if let Some(i) = e.index {
+                        let capacity = d.capacity.unwrap_or(d.vectors);
+                        if d.kind == DeviceKind::Intx || i >= capacity {
+                            return Err(err(
+                                line,
+                                "event.index",
+                                format!("`{n}` has no index {i} ({capacity} in its store)"),
+                            ));
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -236,3 +236,52 @@ fn every_example_scenario_runs_clean() {
         }
     }
 }
+
+#[test]
+fn scenarios_that_cannot_make_sense_are_refused_up_front() {
+    let base =
+        "[machine]\ncpus = 4\nsteps = 100\n[[device]]\nkind = \"nic\"\nname = \"a\"\nvectors = 4\n";
+    let cases = [
+        (
+            "[[event]]\nat = 1\nkind = \"storm\"\ndevice = \"a\"\ncpus = \"0\"\n",
+            "event.device",
+            "cannot act on `a`",
+        ),
+        (
+            "[[event]]\nat = 1\nkind = \"guest-unmask\"\ndevice = \"a\"\nindex = 1\n",
+            "event.device",
+            "cannot act on `a`",
+        ),
+        (
+            "[[event]]\nat = 1\nkind = \"affinity\"\ndevice = \"a\"\nindex = 9\ncpus = \"0\"\n",
+            "event.index",
+            "has no index 9",
+        ),
+        (
+            "[[event]]\nat = 1\nkind = \"spurious\"\ncount = 9223372036854775807\n",
+            "event.count",
+            "at most",
+        ),
+    ];
+    for (event, field, text) in cases {
+        let e = parse_err(&format!("{base}{event}"));
+        assert_eq!((e.line, e.field.as_str()), (8, field), "{e}");
+        assert!(e.message.contains(text), "{e}");
+    }
+    let e = parse_err("[machine]\ncpus = 4\n[[device]]\nkind = \"nic\"\nname = \"a\"\nweight = 1e308\n[[device]]\nkind = \"nic\"\nname = \"b\"\nweight = 1e308\n");
+    assert_eq!(e.field, "device.weight");
+    let e = parse_err(
+        "[machine]\ncpus = 4\n[[device]]\nkind = \"passthrough\"\nname = \"a\"\nvectors = 0\n",
+    );
+    assert_eq!((e.line, e.field.as_str()), (3, "device.vectors"));
+}
+
+/// Writes posted for a managed irq land before its CPU goes away (the driver quiesces it).
+#[test]
+fn cpu_offline_with_managed_irqs_in_flight_loses_nothing() {
+    for remap in [false, true] {
+        let text = format!("seed = 1\n[machine]\ncpus = 2\nsteps = 2000\nremapping = {remap}\n[[device]]\nkind = \"nvme\"\nname = \"n\"\nvectors = 2\n[[event]]\nat = 100\nkind = \"cpu-offline\"\ncpu = 1\n");
+        let r = run(&text, None);
+        assert!(r.ok(), "{}", r.text());
+    }
+}
