@@ -71,6 +71,38 @@ impl Args {
     pub fn qemu_at_least(&self, major: u32, minor: u32) -> bool {
         self.qemu.is_some_and(|v| v >= (major, minor))
     }
+
+    /// Records a check whose proof needs QEMU `major.minor` or later: `ok` is what every QEMU
+    /// can show, `proof` what only the newer one can. An unknown version fails; an older one
+    /// fails when `ok` is false and otherwise prints `[SKIP]` (not counted as passed).
+    pub fn check_from(
+        &self,
+        (major, minor): (u32, u32),
+        name: &str,
+        ok: bool,
+        proof: bool,
+        detail: core::fmt::Arguments<'_>,
+    ) {
+        match self.qemu {
+            None => {
+                check!(
+                    name,
+                    false,
+                    "QEMU version unknown, so the proof cannot be checked ({detail})"
+                );
+            }
+            Some(v) if v < (major, minor) && ok => serial::skip(
+                name,
+                format_args!(
+                    "QEMU {}.{} cannot show the proof (needs {major}.{minor}); {detail}",
+                    v.0, v.1
+                ),
+            ),
+            Some(_) => {
+                check!(name, ok && proof, "{detail}");
+            }
+        }
+    }
 }
 
 /// Reads the command line out of the PVH start info.
@@ -118,10 +150,11 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     port::sti();
     suites::run(&args);
     port::cli();
-    let (passed, failed) = serial::totals();
+    let (passed, failed, skipped) = serial::totals();
     println!(
-        "[DONE] suite {}: {passed} checks passed, {failed} failed, heap {} KiB, stray interrupts {}, unmapped {}, spurious {}",
+        "[DONE] suite {}: {} checks, {passed} passed, {failed} failed, {skipped} skipped, heap {} KiB, stray interrupts {}, unmapped {}, spurious {}",
         args.suite,
+        passed + failed + skipped,
         rt::heap_used() / 1024,
         cpu::stray_count(),
         platform::unmapped(),

@@ -146,6 +146,8 @@ impl IrteTable for RemapTable {
 
     fn write(&mut self, index: u32, entry: [u64; 2]) {
         self.store(index, entry);
+        self.writes
+            .push((REMAP_SEQ.fetch_add(1, Ordering::Relaxed), index));
     }
 
     fn read(&self, index: u32) -> [u64; 2] {
@@ -163,6 +165,8 @@ pub struct QueuedInvalidation {
     pub completed: u64,
     /// The last request.
     pub last: Option<InvDescriptor>,
+    /// Every completed request, as (log sequence, descriptor), in order.
+    pub log: alloc::vec::Vec<(u64, InvDescriptor)>,
 }
 
 impl QueuedInvalidation {
@@ -171,6 +175,7 @@ impl QueuedInvalidation {
             vtd,
             completed: 0,
             last: None,
+            log: alloc::vec::Vec::new(),
         }
     }
 }
@@ -182,6 +187,62 @@ impl Invalidate for QueuedInvalidation {
         }
         self.completed += 1;
         self.last = Some(desc);
+        self.log
+            .push((REMAP_SEQ.fetch_add(1, Ordering::Relaxed), desc));
         Ok(())
     }
+}
+
+/// One sequence for IRTE writes and completed invalidations, so their order can be compared.
+static REMAP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A point in the IRTE write / invalidation log; see [`audit_since`].
+pub fn remap_mark() -> u64 {
+    REMAP_SEQ.load(Ordering::Relaxed)
+}
+
+/// The IRTE writes made since a [`remap_mark`], and those of them no completed interrupt
+/// entry cache invalidation covering that entry followed.
+#[derive(Debug)]
+pub struct InvalAudit {
+    /// Indices written, in order.
+    pub written: alloc::vec::Vec<u32>,
+    /// Indices written with no covering invalidation completed after the write.
+    pub uncovered: alloc::vec::Vec<u32>,
+}
+
+impl InvalAudit {
+    /// True when `index` was written and every write was invalidated after it.
+    pub fn wrote_and_covered(&self, index: u32) -> bool {
+        self.written.contains(&index) && self.uncovered.is_empty()
+    }
+
+    /// True when something was written and every write was invalidated after it.
+    pub fn ok(&self) -> bool {
+        !self.written.is_empty() && self.uncovered.is_empty()
+    }
+}
+
+/// Audits the IRTE writes made since `mark` against the completed invalidation descriptors.
+pub fn audit_since(p: &Platform, mark: u64) -> InvalAudit {
+    p.with_remap(|d| {
+        let writes: alloc::vec::Vec<(u64, u32)> = d
+            .table()
+            .writes
+            .iter()
+            .copied()
+            .filter(|&(seq, _)| seq >= mark)
+            .collect();
+        let log = &d.invalidator().log;
+        let uncovered = writes
+            .iter()
+            .filter(|&&(seq, index)| !log.iter().any(|&(at, desc)| at > seq && desc.covers(index)))
+            .map(|&(_, index)| index)
+            .collect();
+        InvalAudit {
+            written: writes.iter().map(|&(_, index)| index).collect(),
+            uncovered,
+        }
+    })
+    .expect("remapping domain")
 }

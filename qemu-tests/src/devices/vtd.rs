@@ -66,6 +66,8 @@ pub struct Fault {
 pub struct RemapTable {
     base: *mut u64,
     entries: u32,
+    /// Every write made through genmsi's `IrteTable`, as (log sequence, index), in order.
+    pub writes: alloc::vec::Vec<(u64, u32)>,
 }
 
 // SAFETY: the table is leaked memory only reached through this handle's methods, which the
@@ -80,7 +82,11 @@ impl RemapTable {
         // SAFETY: the layout has a non-zero size.
         let base = unsafe { alloc_zeroed(layout) } as *mut u64;
         assert!(!base.is_null(), "out of memory for the remapping table");
-        RemapTable { base, entries }
+        RemapTable {
+            base,
+            entries,
+            writes: alloc::vec::Vec::new(),
+        }
     }
 
     /// Physical address (identity mapped).
