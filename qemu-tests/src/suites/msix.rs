@@ -201,8 +201,8 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Nic> {
     };
     let cleared = !pending(p, &dev, DYNAMIC_INDEX);
     check!(
-        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it"),
-        latched && held && unmask.is_ok() && after.ok() && cleared,
+        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it exactly once"),
+        latched && held && unmask.is_ok() && after.counted == 1 && after.arrived == 1 && cleared,
         "latched {latched}, held {held}, unmask {unmask:?}, after {after:?}, cleared {cleared}"
     );
 
