@@ -49,12 +49,15 @@ pub fn run(p: &platform::Platform) {
     );
 
     p.sys.free_index(dev, SlotId::Default, timer).expect("free");
+    let freed = hpet.timer_config(timer);
     hpet.arm(timer, TICKS / 10);
     time::delay(20);
     check!(
-        "hpet: a freed timer no longer delivers",
-        raw() == 1 && platform::unmapped() == 0,
-        "raw count {} unmapped {}",
+        "hpet: a freed timer has interrupt and FSB delivery disabled and no longer delivers",
+        freed & (hpet::TN_INT_ENABLE | hpet::TN_FSB_ENABLE) == 0
+            && raw() == 1
+            && platform::unmapped() == 0,
+        "config after free {freed:#x}, raw count {} unmapped {}",
         raw(),
         platform::unmapped()
     );
