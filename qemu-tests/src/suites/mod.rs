@@ -16,7 +16,7 @@ use crate::Args;
 /// Runs the suite named by `args`.
 pub fn run(args: &Args) {
     match args.suite.as_str() {
-        "boot" => boot::run(args),
+        "boot" => boot::run(),
         "devices" => devices::run(),
         "legacy" => {
             let p = crate::platform::init();
