@@ -71,6 +71,15 @@ impl Hpet {
         self.regs.write64(0x100 + 0x20 * u64::from(n), value);
     }
 
+    /// Timer `n`'s FSB interrupt route register as the message it sends: (address, data).
+    pub fn fsb_route(&self, n: u32) -> genmsi::Msg {
+        let route = self.regs.read64(0x110 + 0x20 * u64::from(n));
+        genmsi::Msg {
+            address: route >> 32,
+            data: route as u32,
+        }
+    }
+
     /// Arms timer `n` (one-shot) to fire `ticks` from now.
     pub fn arm(&self, n: u32, ticks: u64) {
         let when = self.counter() + ticks;
