@@ -13,6 +13,44 @@ use genmsi_pci::{
 /// The configuration space the legacy mechanism reaches (conventional, 256 bytes).
 const CONFIG_SIZE: u16 = 256;
 
+/// A write genmsi made through [`PortConfig`] or [`BarWindows`] while [`record_writes`] ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// A configuration space write of `width` bytes.
+    Config {
+        /// The function written.
+        function: PciFunction,
+        /// Offset.
+        offset: u16,
+        /// Bytes.
+        width: u8,
+    },
+    /// A 32-bit write into a memory BAR.
+    Bar {
+        /// The BAR.
+        bar: Bar,
+        /// Offset in the BAR.
+        offset: u64,
+    },
+}
+
+static WRITES: spin::Mutex<Option<alloc::vec::Vec<Write>>> = spin::Mutex::new(None);
+
+fn log_write(w: Write) {
+    if let Some(log) = WRITES.lock().as_mut() {
+        log.push(w);
+    }
+}
+
+/// Runs `f` and returns, with its result, every configuration and BAR write made through
+/// this module's accessors meanwhile (by any device).
+pub fn record_writes<T>(f: impl FnOnce() -> T) -> (T, alloc::vec::Vec<Write>) {
+    *WRITES.lock() = Some(alloc::vec::Vec::new());
+    let out = f();
+    let log = WRITES.lock().take().unwrap_or_default();
+    (out, log)
+}
+
 /// A function on bus 0 as `genmsi-pci` sees it.
 pub type Function = PciDevice<PortConfig, BarWindows>;
 
@@ -58,18 +96,33 @@ impl ConfigSpace for PortConfig {
 
     fn write_u8(&mut self, offset: u16, value: u8) -> Result<(), ConfigError> {
         Self::check(offset, 1)?;
+        log_write(Write::Config {
+            function: self.0,
+            offset,
+            width: 1,
+        });
         self.0.write8(offset, value);
         Ok(())
     }
 
     fn write_u16(&mut self, offset: u16, value: u16) -> Result<(), ConfigError> {
         Self::check(offset, 2)?;
+        log_write(Write::Config {
+            function: self.0,
+            offset,
+            width: 2,
+        });
         self.0.write16(offset, value);
         Ok(())
     }
 
     fn write_u32(&mut self, offset: u16, value: u32) -> Result<(), ConfigError> {
         Self::check(offset, 4)?;
+        log_write(Write::Config {
+            function: self.0,
+            offset,
+            width: 4,
+        });
         self.0.write32(offset, value);
         Ok(())
     }
@@ -121,7 +174,9 @@ impl Mmio for BarWindows {
     }
 
     fn write_u32(&mut self, bar: Bar, offset: u64, value: u32) -> Result<(), MmioError> {
-        self.window(bar, offset)?.write32(offset, value);
+        let w = self.window(bar, offset)?;
+        log_write(Write::Bar { bar, offset });
+        w.write32(offset, value);
         Ok(())
     }
 }
