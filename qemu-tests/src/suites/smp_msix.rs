@@ -112,7 +112,12 @@ pub fn run(p: &platform::Platform) {
         if let Err(e) = p.sys.set_affinity(irq, &CpuMask::from_cpus([cpu])) {
             errors.push(e);
         }
-        // The racing message and its echo (about 128 us later) land within this delay.
+        // The racing message lands on the old or the new CPU; a loaded host may delay it, so
+        // wait for it (a message still missing after 100 ms is lost), then room for its echo
+        // (about 128 us later).
+        time::wait_until(100, || {
+            arrivals_on(old_cpu) > old0 || (old_cpu != cpu && arrivals_on(cpu) > new0)
+        });
         time::delay(1);
         let on_new = p.sys.table().cpu_count(cpu);
         let raced = arrivals_on(old_cpu) - old0
