@@ -18,9 +18,16 @@ impl<R: RawMutex> IrqSystem<R> {
         if dd.descs[&d.index].active {
             return Ok(());
         }
+        self.start(cfg, irq)
+    }
+
+    /// Activates `irq` through its hierarchy and records where it now arrives; on error
+    /// nothing changed.
+    fn start(&self, cfg: &mut Config, irq: Irq) -> Result<()> {
+        let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         let chain = chain_of(&cfg.domains, dd.parent);
         let cpu = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index)?;
-        let data = cfg.irqs.get_mut(&irq).expect("checked above");
+        let data = cfg.irqs.get_mut(&irq).expect("located above");
         data.effective_cpu = cpu;
         data.shut_down = false;
         Ok(())
@@ -207,15 +214,7 @@ impl<R: RawMutex> IrqSystem<R> {
             let _ = move_irq(cfg, irq, &CpuMask::single(cpu));
         }
         for &irq in report.shut_down.iter().rev() {
-            let Ok((d, dd)) = locate(&cfg.irqs, &mut cfg.devices, irq) else {
-                continue;
-            };
-            let chain = chain_of(&cfg.domains, dd.parent);
-            if let Ok(eff) = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index) {
-                let data = cfg.irqs.get_mut(&irq).expect("exists");
-                data.effective_cpu = eff;
-                data.shut_down = false;
-            }
+            let _ = self.start(cfg, irq);
         }
     }
 
@@ -243,13 +242,9 @@ impl<R: RawMutex> IrqSystem<R> {
             if !dd.descs[&d.index].affinity.contains(cpu) {
                 continue;
             }
-            let chain = chain_of(&cfg.domains, dd.parent);
             // An irq that cannot restart now stays shut down (visible in `irq_info`) and is
             // tried again when one of its CPUs comes online; the others still restart.
-            if let Ok(eff) = activate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index) {
-                let data = cfg.irqs.get_mut(&irq).expect("exists");
-                data.effective_cpu = eff;
-                data.shut_down = false;
+            if self.start(cfg, irq).is_ok() {
                 restarted.push(irq);
             }
         }
