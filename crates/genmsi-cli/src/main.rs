@@ -1,6 +1,7 @@
 //! The `genmsi` command: runs scenarios on the simulated machine.
 
 mod bench;
+mod html;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -36,6 +37,23 @@ enum Command {
         /// Print one JSON object on stdout instead of the text report.
         #[arg(long)]
         json: bool,
+        /// Also write the report as one self-contained HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// With --html: add the measured figures of a saved `genmsi bench kvm-grow --json`.
+        #[arg(long, value_name = "FILE", requires = "html")]
+        kvm: Option<PathBuf>,
+    },
+    /// Render a saved `genmsi run --json` report.
+    Report {
+        /// The saved JSON report.
+        run: PathBuf,
+        /// Write the report as one self-contained HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+        /// Add the measured figures of a saved `genmsi bench kvm-grow --json`.
+        #[arg(long, value_name = "FILE")]
+        kvm: Option<PathBuf>,
     },
     /// Run a benchmark.
     Bench(bench::BenchArgs),
@@ -47,17 +65,27 @@ fn main() -> ExitCode {
         file: None,
         seed: None,
         json: false,
+        html: None,
+        kvm: None,
     });
-    match command {
-        Command::Run { file, seed, json } => match run(file, seed, json) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("genmsi: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Bench(args) => bench::run(args),
+    let result = match command {
+        Command::Run {
+            file,
+            seed,
+            json,
+            html,
+            kvm,
+        } => run(file, seed, json, html.map(|h| (h, kvm))),
+        Command::Report { run, html, kvm } => report(&run, &html, kvm.as_deref()).map(|()| true),
+        Command::Bench(args) => return bench::run(args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("genmsi: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -84,7 +112,12 @@ impl Progress {
     }
 }
 
-fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<bool> {
+fn run(
+    file: Option<PathBuf>,
+    seed: Option<u64>,
+    json: bool,
+    html: Option<(PathBuf, Option<PathBuf>)>,
+) -> anyhow::Result<bool> {
     let (name, text) = match &file {
         Some(path) => (
             path.file_stem()
@@ -113,52 +146,21 @@ fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<b
         None => Some(genmsi_vmm::bench::vfio_grow(VMM_VECTORS)?),
         Some(_) => None,
     };
-    let vmm_ok = vmm.is_none_or(|v| v.on_demand.lost == 0);
+    let vmm_ok = vmm.as_ref().is_none_or(|v| v.on_demand.lost == 0);
+    let mut value = serde_json::to_value(&report)?;
+    if let Some(v) = &vmm {
+        value["vmm"] = vmm_json(v);
+    }
+    if let Some((path, kvm)) = html {
+        write_html(&value, &path, kvm.as_deref())?;
+    }
     let mut out = String::new();
     if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(v) = &vmm {
-            // Counts only: wall times would make two runs of the same seed differ.
-            value["vmm"] = serde_json::json!({
-                "vectors": v.vectors,
-                "on_demand": { "ops": v.on_demand.ops, "lost": v.on_demand.lost, "raised": v.on_demand.raised },
-                "baseline": { "ops": v.baseline.ops, "lost": v.baseline.lost, "raised": v.baseline.raised },
-            });
-        }
         writeln!(out, "{value}")?;
     } else {
         out.push_str(&report.text());
         if let Some(v) = &vmm {
-            writeln!(
-                out,
-                "\nVMM: a guest unmasks {} MSI-X entries of a passed-through NIC one by one while the enabled ones fire", v.vectors)?;
-            writeln!(out, "  {:<28} {:>12} {:>12}", "", "on-demand", "baseline")?;
-            writeln!(
-                out,
-                "  {:<28} {:>12} {:>12}",
-                "host vector operations", v.on_demand.ops, v.baseline.ops
-            )?;
-            writeln!(
-                out,
-                "  {:<28} {:>12.1} {:>12.1}",
-                "host vectors per unmask",
-                v.on_demand.touched_per_unmask,
-                v.baseline.touched_per_unmask
-            )?;
-            writeln!(
-                out,
-                "  {:<28} {:>12} {:>12}",
-                "interrupts raised", v.on_demand.raised, v.baseline.raised
-            )?;
-            writeln!(
-                out,
-                "  {:<28} {:>12} {:>12}",
-                "interrupts lost", v.on_demand.lost, v.baseline.lost
-            )?;
-            writeln!(
-                out,
-                "  (`genmsi bench vfio-grow --vectors N` runs it alone, with timings)"
-            )?;
+            vmm_text(&mut out, v)?;
         }
     }
     // A closed pipe (`genmsi run | head`) is the reader's choice, not a failure of the run.
@@ -167,6 +169,103 @@ fn run(file: Option<PathBuf>, seed: Option<u64>, json: bool) -> anyhow::Result<b
         _ => {}
     }
     Ok(report.ok() && vmm_ok)
+}
+
+/// What the VMM comparison's modelled figures depend on.
+fn vmm_model(v: &genmsi_vmm::bench::GrowReport) -> String {
+    let config = genmsi_vmm::bench::GrowConfig::new(v.vectors);
+    format!(
+        "genmsi-vmm's in-process host model: while host MSI-X is disabled the device fires \
+         once per {} host vector operations, and interrupts fired then are lost",
+        config.ops_per_round
+    )
+}
+
+/// The VMM comparison in the JSON report: counts only (wall times would make two runs of the
+/// same seed differ).
+fn vmm_json(v: &genmsi_vmm::bench::GrowReport) -> serde_json::Value {
+    let mode = |m: &genmsi_vmm::bench::ModeReport| {
+        serde_json::json!({
+            "ops": m.ops,
+            "touched_per_unmask": m.touched_per_unmask,
+            "raised": m.raised,
+            "lost": m.lost,
+        })
+    };
+    serde_json::json!({
+        "vectors": v.vectors,
+        "model": vmm_model(v),
+        "modelled": ["raised", "lost"],
+        "on_demand": mode(&v.on_demand),
+        "baseline": mode(&v.baseline),
+    })
+}
+
+fn vmm_text(out: &mut String, v: &genmsi_vmm::bench::GrowReport) -> std::fmt::Result {
+    writeln!(
+        out,
+        "\nVMM: a guest unmasks {} MSI-X entries of a passed-through NIC one by one while the enabled ones fire",
+        v.vectors
+    )?;
+    writeln!(out, "  {:<34} {:>12} {:>12}", "", "on-demand", "baseline")?;
+    let (a, b) = (&v.on_demand, &v.baseline);
+    writeln!(
+        out,
+        "  {:<34} {:>12} {:>12}",
+        "host vector operations", a.ops, b.ops
+    )?;
+    writeln!(
+        out,
+        "  {:<34} {:>12.1} {:>12.1}",
+        "host vectors per unmask", a.touched_per_unmask, b.touched_per_unmask
+    )?;
+    writeln!(
+        out,
+        "  {:<34} {:>12} {:>12}",
+        "interrupts raised (modelled)", a.raised, b.raised
+    )?;
+    writeln!(
+        out,
+        "  {:<34} {:>12} {:>12}",
+        "interrupts lost (modelled)", a.lost, b.lost
+    )?;
+    writeln!(out, "  modelled: {}", vmm_model(v))?;
+    writeln!(
+        out,
+        "  (`genmsi bench vfio-grow --vectors N` runs it alone, with timings)"
+    )
+}
+
+fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a JSON report", path.display()))
+}
+
+fn write_html(
+    run: &serde_json::Value,
+    path: &std::path::Path,
+    kvm: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let kvm = kvm.map(read_json).transpose()?;
+    let page = html::render(run, kvm.as_ref());
+    std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `genmsi report RUN.json --html FILE`: the page of a saved run.
+fn report(
+    run: &std::path::Path,
+    html: &std::path::Path,
+    kvm: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let value = read_json(run)?;
+    if !value["raised"].is_u64() || !value["timeline"].is_object() {
+        anyhow::bail!(
+            "{}: not a `genmsi run --json` report (no `raised` or `timeline`)",
+            run.display()
+        );
+    }
+    write_html(&value, html, kvm)
 }
 
 /// Entries the default run's VMM comparison unmasks.

@@ -280,22 +280,34 @@ impl Device {
         Ok(d)
     }
 
-    /// Re-reads which indices are active. An INTx function's interrupt is its IO-APIC pin.
-    pub fn refresh(&mut self, m: &Machine) {
+    /// The descriptors of this device's interrupts. An INTx function's interrupt is its IO-APIC
+    /// pin.
+    fn descs(&self, m: &Machine) -> Vec<genmsi::MsiDesc> {
         let (id, pin) = match self.signal {
             Signaller::Intx { pin } => (m.ioapic_device.unwrap_or(self.id), Some(pin)),
             _ => (self.id, None),
         };
-        self.live = m
-            .sys
-            .descs(id, self.slot)
-            .map(|ds| {
-                ds.into_iter()
-                    .filter(|d| d.active && pin.is_none_or(|p| p == d.index))
-                    .map(|d| (d.index, d.irq))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut descs = m.sys.descs(id, self.slot).unwrap_or_default();
+        descs.retain(|d| pin.is_none_or(|p| p == d.index));
+        descs
+    }
+
+    /// Re-reads which indices are active.
+    pub fn refresh(&mut self, m: &Machine) {
+        self.live = self
+            .descs(m)
+            .into_iter()
+            .filter(|d| d.active)
+            .map(|d| (d.index, d.irq))
+            .collect();
+    }
+
+    /// Every allocated index and its irq, active or not, in index order.
+    pub fn allocated(&self, m: &Machine) -> Vec<(u32, Irq)> {
+        self.descs(m)
+            .into_iter()
+            .map(|d| (d.index, d.irq))
+            .collect()
     }
 
     /// The device raises interrupt `index`.

@@ -29,6 +29,7 @@ pub mod mem;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod snapshot;
 
 pub use machine::Machine;
 pub use report::Report;

@@ -1,9 +1,46 @@
 //! The run's report: counters that add up, the vector use per CPU, the busiest irqs in a
 //! /proc/interrupts-style table, and what every event did.
 
+use crate::snapshot::{DeviceAllocations, EventMark, Timeline, VectorMap};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// CPU columns of the busiest-irqs table.
+pub const BUSIEST_CPU_COLUMNS: usize = 8;
+
+/// The CPU columns of the busiest-irqs table: every row's busiest CPU (so no row shows only
+/// zeros), then the busiest CPUs overall up to `max` columns; counts on the other CPUs go to an
+/// "other CPUs" column.
+pub fn busiest_columns(rows: &[Vec<(u32, u64)>], max: usize) -> Vec<u32> {
+    let mut cols: Vec<u32> = Vec::new();
+    for per_cpu in rows {
+        let top = per_cpu
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        if let Some(&(c, _)) = top {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+    }
+    let mut by_cpu: BTreeMap<u32, u64> = BTreeMap::new();
+    for (c, n) in rows.iter().flatten() {
+        *by_cpu.entry(*c).or_default() += n;
+    }
+    let mut rest: Vec<(u32, u64)> = by_cpu.into_iter().collect();
+    rest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for (c, _) in rest {
+        if cols.len() >= max {
+            break;
+        }
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    cols.sort_unstable();
+    cols
+}
 
 /// One device's line of the report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -118,6 +155,14 @@ pub struct Report {
     pub events: Vec<String>,
     /// Old vectors released after moves.
     pub vectors_released: u64,
+    /// Each event, with its step and kind.
+    pub marks: Vec<EventMark>,
+    /// Interrupt outcomes over time.
+    pub timeline: Timeline,
+    /// Vector use per CPU by owner, at the end.
+    pub vector_map: VectorMap,
+    /// Every device's allocations at the end.
+    pub allocations: Vec<DeviceAllocations>,
 }
 
 impl Report {
@@ -191,19 +236,19 @@ impl Report {
             self.vectors_released
         );
         if !self.busiest.is_empty() {
-            // The eight CPUs that handled most of these irqs' interrupts, in CPU order.
-            let mut by_cpu: BTreeMap<u32, u64> = BTreeMap::new();
-            for (c, n) in self.busiest.iter().flat_map(|r| r.per_cpu.iter()) {
-                *by_cpu.entry(*c).or_default() += n;
-            }
-            let mut cpus: Vec<(u32, u64)> = by_cpu.into_iter().collect();
-            cpus.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut cpus: Vec<u32> = cpus.into_iter().take(8).map(|c| c.0).collect();
-            cpus.sort_unstable();
+            let counts: Vec<Vec<(u32, u64)>> =
+                self.busiest.iter().map(|r| r.per_cpu.clone()).collect();
+            let cpus = busiest_columns(&counts, BUSIEST_CPU_COLUMNS);
+            let other = counts
+                .iter()
+                .any(|pc| pc.iter().any(|(c, _)| !cpus.contains(c)));
             let _ = writeln!(o, "\nBusiest irqs");
             let mut head = format!("  {:>6}", "IRQ");
             for c in &cpus {
                 let _ = write!(head, " {:>9}", format!("CPU{c}"));
+            }
+            if other {
+                let _ = write!(head, " {:>11}", "other CPUs");
             }
             let _ = writeln!(o, "{head}  {:>9}  store      device", "total");
             for r in &self.busiest {
@@ -211,6 +256,15 @@ impl Report {
                 for c in &cpus {
                     let n = r.per_cpu.iter().find(|x| x.0 == *c).map_or(0, |x| x.1);
                     let _ = write!(line, " {n:>9}");
+                }
+                if other {
+                    let n: u64 = r
+                        .per_cpu
+                        .iter()
+                        .filter(|(c, _)| !cpus.contains(c))
+                        .map(|x| x.1)
+                        .sum();
+                    let _ = write!(line, " {n:>11}");
                 }
                 let _ = writeln!(
                     o,

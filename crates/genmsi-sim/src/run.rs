@@ -4,6 +4,7 @@ use crate::devices::{platform, Device, Raised, SetupError};
 use crate::machine::{Arrival, Machine};
 use crate::report::{DeviceReport, IrqRow, Report, VectorUse};
 use crate::scenario::{parse_cpulist, DeviceKind, EventKind, EventSpec, Scenario};
+use crate::snapshot::{bucket_steps, EventMark, Sampler};
 use genmsi::{CpuMask, Error, Irq};
 use genmsi_x86::msi::CompatMsi;
 use genmsi_x86::{FaultReason, Vector};
@@ -64,6 +65,7 @@ pub struct Sim {
     /// Per device, when its last posted write lands (writes never overtake each other).
     last_due: Vec<u64>,
     step: u64,
+    sampler: Sampler,
 }
 
 fn fault_name(f: FaultReason) -> String {
@@ -120,6 +122,7 @@ impl Sim {
             bus: Default::default(),
             last_due,
             step: 0,
+            sampler: Sampler::default(),
         };
         sim.index_irqs();
         Ok(sim)
@@ -147,6 +150,8 @@ impl Sim {
             .collect();
         events.sort_by_key(|e| e.at);
         let mut next_event = 0;
+        let bucket = bucket_steps(steps);
+        self.report.timeline.bucket_steps = bucket;
         let weights: Vec<f64> = self.devices.iter().map(|d| d.weight).collect();
         let total_weight: f64 = weights.iter().sum();
         for step in 0..steps {
@@ -154,7 +159,7 @@ impl Sim {
             self.land(step);
             while next_event < events.len() && events[next_event].at <= step {
                 let e = events[next_event].clone();
-                self.event(step, &e);
+                self.marked_event(step, &e);
                 next_event += 1;
             }
             if total_weight > 0.0 {
@@ -166,16 +171,42 @@ impl Sim {
             if step % 4096 == 0 {
                 progress(step, steps);
             }
+            if (step + 1) % bucket == 0 && step + 1 < steps {
+                self.sample();
+            }
         }
         self.step = steps;
         self.land(u64::MAX);
         for e in &events[next_event..] {
-            self.event(steps, e);
+            self.marked_event(steps, e);
         }
         self.cleanup();
+        self.sample();
         progress(steps, steps);
         self.report.steps = steps;
         self.finish()
+    }
+
+    /// Closes a timeline bucket.
+    fn sample(&mut self) {
+        let r = &self.report;
+        let faults = self.machine.faults().values().sum();
+        let now = [r.raised, r.delivered, r.blocked, r.lost, faults];
+        self.sampler.close(&mut self.report.timeline, now);
+    }
+
+    /// Runs event `e` and marks it on the timeline with the lines it logged.
+    fn marked_event(&mut self, step: u64, e: &EventSpec) {
+        let before = self.report.events.len();
+        self.event(step, e);
+        for line in &self.report.events[before..] {
+            let text = line.split_once(": ").map_or(line.as_str(), |(_, t)| t);
+            self.report.marks.push(EventMark {
+                step,
+                kind: e.kind.name().into(),
+                text: text.into(),
+            });
+        }
     }
 
     fn traffic_step(&mut self, weights: &[f64], total: f64) {
@@ -619,6 +650,7 @@ impl Sim {
         rows.sort_by(|a, b| b.total.cmp(&a.total).then(a.irq.cmp(&b.irq)));
         rows.truncate(10);
         r.busiest = rows;
+        (r.allocations, r.vector_map) = crate::snapshot::layout(m, &self.devices);
         r
     }
 }

@@ -164,6 +164,23 @@ pub enum EventKind {
     Queues,
 }
 
+impl EventKind {
+    /// The name scenario files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Affinity => "affinity",
+            EventKind::CpuOffline => "cpu-offline",
+            EventKind::CpuOnline => "cpu-online",
+            EventKind::Spurious => "spurious",
+            EventKind::WrongRid => "wrong-rid",
+            EventKind::Storm => "storm",
+            EventKind::GuestUnmask => "guest-unmask",
+            EventKind::GuestMask => "guest-mask",
+            EventKind::Queues => "queues",
+        }
+    }
+}
+
 /// One event.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
