@@ -62,12 +62,13 @@ fn nums(v: &Value, key: &str) -> Vec<f64> {
         .collect()
 }
 
-/// A JSON value shown as the text report shows it: floats with one decimal.
+/// A JSON value shown as the text report shows it: floats with one decimal, flags on/off.
 fn shown(v: &Value) -> String {
     match v {
         Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or(0.0)),
         Value::String(t) => t.clone(),
-        Value::Bool(b) => b.to_string(),
+        // The report's only flag is `remapping`, which the text report prints as on/off.
+        Value::Bool(b) => if *b { "on" } else { "off" }.into(),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
@@ -91,11 +92,11 @@ fn span(root: &Value, ptr: &str) -> String {
 pub fn render(run: &Value, kvm: Option<&Value>) -> String {
     let mut o = String::with_capacity(1 << 20);
     let title = format!("genmsi run `{}`", s(run, "scenario"));
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title>\
-         <style>{CSS}</style></head><body>\n",
+         <style>{CSS}</style></head><body>",
         esc(&title)
     );
     header(&mut o, run);
@@ -114,21 +115,17 @@ pub fn render(run: &Value, kvm: Option<&Value>) -> String {
 
 fn header(o: &mut String, r: &Value) {
     let ok = u(r, "lost") == 0 && u(r, "blocked") == 0 && arr(r, "unexpected").is_empty();
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<header><h1>genmsi simulation <code data-k=\"/scenario\">{}</code></h1>\
          <p>{} CPUs, remapping {}, seed {}, {} steps. \
          <strong class=\"{}\">result: {}</strong> (lost {}, unexpected {})</p>\
          <p class=\"note\">Every figure on this page comes from the simulated machine (the real \
          genmsi crates on simulated hardware); the VMM section says which figures are modelled \
-         and which were measured.</p></header>\n",
+         and which were measured.</p></header>",
         esc(s(r, "scenario")),
         span(r, "/cpus"),
-        if r["remapping"].as_bool().unwrap_or(false) {
-            "<span data-k=\"/remapping\">on</span>"
-        } else {
-            "<span data-k=\"/remapping\">off</span>"
-        },
+        span(r, "/remapping"),
         span(r, "/seed"),
         span(r, "/steps"),
         if ok { "ok" } else { "bad" },
@@ -366,7 +363,7 @@ fn heatmap(o: &mut String, r: &Value) {
         o,
         "<section id=\"heatmap\"><h2>Vector use per CPU</h2>\
          <p>One cell per CPU, {cols} CPUs per row{}; colour: the device holding most of the \
-         CPU's vectors; depth: the share of its usable vectors in use{}. Hover a cell for its \
+         CPU's vectors (the first in the legend on a tie); depth: the share of its usable vectors in use{}. Hover a cell for its \
          breakdown.</p>",
         if cols == NODE { " (a node)" } else { "" },
         if cell >= 30.0 {
@@ -418,10 +415,10 @@ fn heatmap(o: &mut String, r: &Value) {
             );
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<text x=\"{left}\" y=\"{}\" class=\"axis\">CPU index within the row: 0 to {}</text>\
-         </svg></section>\n",
+         </svg></section>",
         h - 4.0,
         cols - 1
     );
@@ -542,9 +539,9 @@ fn bars(o: &mut String, r: &Value) {
             }
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<text x=\"{left}\" y=\"{:.1}\" class=\"axis\">{}</text></svg></section>\n",
+        "<text x=\"{left}\" y=\"{:.1}\" class=\"axis\">{}</text></svg></section>",
         h - 6.0,
         if group == 1 { "CPU" } else { "node" }
     );
@@ -653,11 +650,11 @@ fn timeline(o: &mut String, r: &Value) {
             esc(s(m, "text"))
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<text x=\"{left}\" y=\"{:.1}\" class=\"axis\">step 0</text>\
          <text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"end\">step {steps}</text>\
-         </svg></section>\n",
+         </svg></section>",
         top + plot_h + 16.0,
         left + plot_w,
         top + plot_h + 16.0
@@ -722,7 +719,7 @@ fn busiest(o: &mut String, r: &Value) {
     o.push_str(
         "<section id=\"busiest\"><h2>Busiest irqs</h2><p>Interrupts handled per CPU, \
          as /proc/interrupts shows them; the columns are the CPUs these irqs ran on.</p>\
-         <table class=\"sortable\"><thead><tr><th>IRQ</th>",
+         <div class=\"wide\"><table class=\"sortable\"><thead><tr><th>IRQ</th>",
     );
     for c in &cols {
         let _ = write!(o, "<th>CPU{c}</th>");
@@ -756,7 +753,7 @@ fn busiest(o: &mut String, r: &Value) {
             u(&rows[i], "index")
         );
     }
-    o.push_str("</tbody></table></section>\n");
+    o.push_str("</tbody></table></div></section>\n");
 }
 
 /// Every device's allocations, as data for the sortable, paged tables the script draws.
@@ -800,9 +797,9 @@ fn allocations(o: &mut String, r: &Value) {
             )
         })
         .collect();
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<script type=\"application/json\" id=\"alloc-data\">{}</script></section>\n",
+        "<script type=\"application/json\" id=\"alloc-data\">{}</script></section>",
         Value::Array(data).to_string().replace('<', "\\u003c")
     );
 }
@@ -990,7 +987,7 @@ th.asc::after{content:' \\25B2'}th.desc::after{content:' \\25BC'}\
 svg.chart{display:block;margin:.5em 0}.axis{font-size:11px;fill:#555}.cell{font-size:11px;fill:#111}.value{font-size:11px;fill:#222}\
 .grid{stroke:#e5e5e5}rect.cpu:hover{stroke:#000}.metrics{display:flex;flex-wrap:wrap;gap:8px}\
 figure.metric{margin:0}figcaption{font-size:12px}em.modelled{color:#b35900}em.measured{color:#1a7f37}em.counted{color:#555}\
-.pager button{margin:0 4px}";
+.pager button{margin:0 4px}.wide{overflow-x:auto}";
 
 /// Sorting of the server-rendered tables, and the paged, sortable allocation tables drawn from
 /// the embedded data. Errors are recorded on the root element for the browser check.
