@@ -26,7 +26,7 @@ fn unused_address() -> Option<PciAddress> {
 }
 
 /// The IRTE of `irq`, decoded, with its index.
-fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
+pub fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
     p.with_remap(|d| {
         let index = d.entry_of(irq)?;
         Irte::parse(d.table().read(index), false)
@@ -46,7 +46,7 @@ fn entry_handle(p: &platform::Platform, dev: &Function, index: u32) -> Option<u3
 }
 
 /// Faults the unit recorded since the last call.
-fn faults(p: &platform::Platform) -> Vec<crate::devices::vtd::Fault> {
+pub fn faults(p: &platform::Platform) -> Vec<crate::devices::vtd::Fault> {
     p.with_remap(|d| d.invalidator().vtd.take_faults())
         .unwrap_or_default()
 }
@@ -162,7 +162,7 @@ fn non_present(p: &platform::Platform, nic: &Nic, args: &Args) {
 
 /// Writes MSI-X table entry `index` by hand, behind genmsi's back (the device side of a
 /// stale message).
-fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32; 4]) {
+pub fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32; 4]) {
     p.sys
         .with_store::<Store, _>(dev.id, SlotId::Default, |s| {
             let cap = *s.cap();
