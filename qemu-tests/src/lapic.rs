@@ -10,6 +10,7 @@ const IA32_APIC_BASE: u32 = 0x1b;
 /// `IA32_APIC_BASE` bit 11: the APIC is enabled.
 const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 
+const REG_ID: u64 = 0x20;
 const REG_TPR: u64 = 0x80;
 const REG_EOI: u64 = 0xb0;
 const REG_SVR: u64 = 0xf0;
@@ -51,6 +52,11 @@ pub fn init(bsp: bool) {
     r.write32(REG_LVT_LINT1, LVT_MASKED);
     r.write32(REG_TPR, 0);
     r.write32(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+}
+
+/// The calling CPU's APIC id (xAPIC ID register bits 31:24).
+pub fn id() -> u32 {
+    regs().read32(REG_ID) >> 24
 }
 
 /// Signals end of interrupt for the highest in-service vector.

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+mod acpi;
 mod boot;
 mod counts;
 mod cpu;

@@ -78,7 +78,8 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
     PLATFORM.call_once(|| {
         let nr_cpus = smp::online();
         let sys: IrqSystem = IrqSystem::new(SystemConfig::new(nr_cpus, MAX_IRQS));
-        let mut vd = VectorDomain::new(nr_cpus);
+        let ids = smp::apic_ids()[..nr_cpus as usize].iter();
+        let mut vd = VectorDomain::with_apic_ids(ids.map(|&id| genmsi_x86::ApicId(id)).collect());
         // Refused only when the vector is outside the allocatable range, which is as good.
         let _ = vd
             .matrix_mut()

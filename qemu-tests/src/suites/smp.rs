@@ -86,7 +86,9 @@ pub fn run() {
         "smp: every affinity change lands on the requested CPU and in the timer's FSB route",
         failures.is_empty()
             && visited.iter().all(|&(want, target, route)| {
-                target.is_some_and(|(cpu, vector)| cpu == want && route == Some((cpu, vector)))
+                target.is_some_and(|(cpu, vector)| {
+                    cpu == want && route == Some((smp::apic_id(cpu), vector))
+                })
             }),
         "errors {failures:?} moves (CPU, target, route) {visited:?}"
     );

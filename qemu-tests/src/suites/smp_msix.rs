@@ -57,7 +57,7 @@ fn cleanup_on(cpu: u32) -> bool {
         return true;
     }
     let before = CLEANUPS[cpu as usize].load(Ordering::SeqCst);
-    lapic::send_fixed(cpu, CLEANUP_VECTOR);
+    lapic::send_fixed(smp::apic_id(cpu), CLEANUP_VECTOR);
     time::wait_until(100, || {
         CLEANUPS[cpu as usize].load(Ordering::SeqCst) > before
     })
