@@ -37,6 +37,11 @@ pub fn run(args: &Args) {
                 vtd_pair::run(p, args);
             }
         }
+        "smp-vtd" => {
+            if let Some(p) = remapped() {
+                smp_msix::run(p);
+            }
+        }
         "smp" => {
             smp::run();
             smp_msix::run(crate::platform::init());

@@ -14,13 +14,14 @@ use genmsi_x86::HpetStore;
 const PERIOD: u64 = 100_000;
 /// HPET timer configuration bit 6: the next comparator write also sets the period.
 const TN_VAL_SET: u64 = 1 << 6;
-/// Affinity changes.
-const MOVES: u32 = 24;
+/// Affinity changes at least: more on a machine with more CPUs, so that every CPU is visited.
+const MIN_MOVES: u32 = 24;
 
 /// Runs the SMP checks.
 pub fn run() {
     let p = platform::init();
     let cpus = smp::online();
+    let moves = MIN_MOVES.max(cpus);
     let hpet = Hpet::new();
     let mut store = HpetStore::new(hpet);
     let Some(timer) = (0..hpet.timers()).find(|&n| store.fsb_capable(n)) else {
@@ -52,7 +53,7 @@ pub fn run() {
     hpet.enable();
     let mut failures = Vec::new();
     let mut visited = Vec::new();
-    for i in 1..=MOVES {
+    for i in 1..=moves {
         let cpu = i % cpus;
         time::delay(4);
         if let Err(e) = p.sys.set_affinity(irq, &CpuMask::from_cpus([cpu])) {
@@ -67,7 +68,7 @@ pub fn run() {
         visited.push((cpu, target.map(|t| (t.cpu, t.vector)), route));
     }
     // The last move completes with the first arrival on its CPU, which a loaded host may delay.
-    let last = MOVES % cpus;
+    let last = moves % cpus;
     let on_last = p.sys.table().cpu_count(last);
     time::wait_until(100, || p.sys.table().cpu_count(last) > on_last);
     // Stop the source, let the last arrivals land, then release the old vectors.
@@ -94,7 +95,7 @@ pub fn run() {
     );
     check!(
         "smp: the timer kept firing on every CPU while it moved",
-        per_cpu.iter().all(|&n| n > 0) && counted > u64::from(MOVES),
+        per_cpu.iter().all(|&n| n > 0) && counted > u64::from(moves),
         "per CPU {per_cpu:?}, counted {counted}"
     );
     check!(

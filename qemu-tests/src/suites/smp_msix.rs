@@ -19,8 +19,8 @@ use genmsi_x86::{CleanupReport, Vector};
 /// The IPI that asks a CPU to release its old vectors: above genmsi's allocatable range
 /// (0x20..0xEC), among the system vectors.
 const CLEANUP_VECTOR: u8 = 0xf1;
-/// Affinity changes.
-const MOVES: u32 = 16;
+/// Affinity changes at least: more on a machine with more CPUs, so that every CPU is visited.
+const MIN_MOVES: u32 = 16;
 
 /// Per CPU: cleanup requests handled, old targets released there, and releases of a target
 /// that belonged to another CPU (must stay zero).
@@ -81,6 +81,7 @@ pub fn run(p: &platform::Platform) {
     };
     cpu_setup(p);
     let cpus = smp::online();
+    let nr_moves = MIN_MOVES.max(cpus);
     let per_fire = u64::from(MAX_MESSAGES_PER_RAISE);
     let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
     let opts = AllocOpts {
@@ -103,7 +104,9 @@ pub fn run(p: &platform::Platform) {
     // Per move: arrivals on the old and new CPU after the raise that races the move, and on
     // the new CPU after the raise that follows it.
     let mut per_raise = Vec::new();
-    for i in 1..=MOVES {
+    let mut first_entry = None;
+    let mut remap_mismatch = Vec::new();
+    for i in 1..=nr_moves {
         let cpu = i % cpus;
         let from = p.with_vector(|v| v.target(irq)).map(|t| t.cpu);
         let old_cpu = from.unwrap_or(cpu);
@@ -136,6 +139,17 @@ pub fn run(p: &platform::Platform) {
         per_raise.push((raced, arrivals_on(cpu) - new1));
         let to = p.with_vector(|v| v.target(irq)).map(|t| t.cpu);
         moves.push((from, to));
+        if p.remap.is_some() {
+            // Under remapping a move rewrites the IRTE in place: its destination follows the
+            // CPU's APIC id and the device's MSI-X entry keeps naming the same IRTE.
+            let e = crate::suites::vtd_msix::irte(p, irq);
+            let entry = crate::suites::msix::table(p, &dev).1[0];
+            if !(e.is_some_and(|(_, e)| e.present && e.dest == smp::apic_id(cpu))
+                && Some(entry) == *first_entry.get_or_insert(Some(entry)))
+            {
+                remap_mismatch.push((cpu, e, entry));
+            }
+        }
         let old: Vec<u32> = p.with_vector(|v| v.old_targets(irq).iter().map(|t| t.cpu).collect());
         for c in old {
             unanswered += u32::from(!cleanup_on(c));
@@ -170,7 +184,7 @@ pub fn run(p: &platform::Platform) {
     );
     check!(
         "smp: each e1000e raise arrived: the one racing a move on the old or new CPU, the next on the new CPU",
-        per_raise.len() == MOVES as usize
+        per_raise.len() == nr_moves as usize
             && per_raise.iter().all(|&(raced, after)| raced >= 1 && after >= 1),
         "arrivals per move (racing raise, raise after the move) {per_raise:?}"
     );
@@ -190,10 +204,17 @@ pub fn run(p: &platform::Platform) {
         left == 0
             && unanswered == 0
             && FOREIGN.load(Ordering::SeqCst) == 0
-            && released.iter().sum::<u32>() == MOVES,
+            && released.iter().sum::<u32>() == nr_moves,
         "moves left {left}, unanswered {unanswered}, released per CPU {released:?}, foreign {}",
         FOREIGN.load(Ordering::SeqCst)
     );
+    if p.remap.is_some() {
+        check!(
+            "smp: under VT-d every move rewrote the IRTE in place (destination = the CPU's APIC id), the MSI-X entry never changed",
+            remap_mismatch.is_empty() && first_entry.is_some(),
+            "mismatches (CPU, IRTE, entry) {remap_mismatch:?}"
+        );
+    }
     pci_free_irq_vectors(&p.sys, &dev, &vectors.expect("matched"), None).expect("free");
     nic.quiesce();
     p.sys.remove_device(dev.id).expect("no vectors left");
