@@ -13,7 +13,7 @@
 
 use crate::lapic;
 use alloc::vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// The page the start-up IPI names (physical 0x8000, free low memory).
 const TRAMPOLINE_PAGE: u8 = 0x08;
@@ -27,6 +27,10 @@ pub const MAX_CPUS: usize = 64;
 static AP_BOOT_STACK: AtomicU64 = AtomicU64::new(0);
 static AP_BOOT_CPU: AtomicU32 = AtomicU32::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(1);
+/// Application processor starts (first starts and restarts).
+static BOOTS: AtomicU32 = AtomicU32::new(0);
+static PARKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+static PARKED_PENDING: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// APIC id per CPU index, fixed before the first AP starts.
 static APIC_IDS: spin::Once<alloc::vec::Vec<u32>> = spin::Once::new();
 
@@ -72,21 +76,57 @@ pub fn start_aps(count: u32) -> u32 {
     // SAFETY: the trampoline page is free low RAM below the kernel, identity mapped; nothing
     // else lives there once the PVH start info has been read.
     unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), dest, code.len()) };
-    for (cpu, &apic) in ids.iter().enumerate().skip(1) {
-        let cpu = cpu as u32;
-        let stack = alloc::boxed::Box::leak(vec![0u8; AP_STACK].into_boxed_slice());
-        let top = (stack.as_ptr() as u64 + AP_STACK as u64) & !0xf;
-        AP_BOOT_STACK.store(top, Ordering::SeqCst);
-        AP_BOOT_CPU.store(cpu, Ordering::SeqCst);
-        let before = online();
-        lapic::send_init(apic);
-        lapic::send_startup(apic, TRAMPOLINE_PAGE);
-        if !wait_until(|| online() > before, 2_000_000) {
-            lapic::send_startup(apic, TRAMPOLINE_PAGE);
-            wait_until(|| online() > before, 20_000_000);
+    for cpu in 1..ids.len() as u32 {
+        if start_ap(cpu) {
+            ONLINE.fetch_add(1, Ordering::AcqRel);
         }
     }
     online()
+}
+
+/// Starts (or restarts, after [`park_here`] and [`stop_ap`]) CPU `cpu` with INIT and start-up
+/// IPIs; true once it runs its idle loop with interrupts on.
+pub fn start_ap(cpu: u32) -> bool {
+    let stack = alloc::boxed::Box::leak(vec![0u8; AP_STACK].into_boxed_slice());
+    let top = (stack.as_ptr() as u64 + AP_STACK as u64) & !0xf;
+    AP_BOOT_STACK.store(top, Ordering::SeqCst);
+    AP_BOOT_CPU.store(cpu, Ordering::SeqCst);
+    let apic = apic_id(cpu);
+    let before = BOOTS.load(Ordering::SeqCst);
+    let started = || BOOTS.load(Ordering::SeqCst) > before;
+    lapic::send_init(apic);
+    lapic::send_startup(apic, TRAMPOLINE_PAGE);
+    if !wait_until(started, 2_000_000) {
+        lapic::send_startup(apic, TRAMPOLINE_PAGE);
+        wait_until(started, 20_000_000);
+    }
+    started()
+}
+
+/// Called on an application processor, in an interrupt handler: stops taking interrupts and
+/// halts until [`stop_ap`] sends it INIT. Interrupts accepted but not yet handled stay in its
+/// IRR; `pending` is how many of the vectors it was asked about were, recorded for the CPU
+/// that parks it.
+pub fn park_here(cpu: u32, pending: u32) -> ! {
+    PARKED_PENDING[cpu as usize].store(pending, Ordering::SeqCst);
+    PARKED[cpu as usize].store(true, Ordering::SeqCst);
+    loop {
+        crate::port::cli();
+        // SAFETY: halting with interrupts off only stops this CPU until INIT.
+        unsafe { core::arch::asm!("hlt", options(nomem, nostack)) }
+    }
+}
+
+/// Whether `cpu` has parked, and with how many vectors pending in its IRR.
+pub fn parked(cpu: u32) -> Option<u32> {
+    PARKED[cpu as usize]
+        .load(Ordering::SeqCst)
+        .then(|| PARKED_PENDING[cpu as usize].load(Ordering::SeqCst))
+}
+
+/// Sends INIT to a parked `cpu`: it waits for a start-up IPI, as at power-on.
+pub fn stop_ap(cpu: u32) {
+    lapic::send_init(apic_id(cpu));
 }
 
 #[no_mangle]
@@ -94,7 +134,8 @@ extern "C" fn ap_main() -> ! {
     let cpu = AP_BOOT_CPU.load(Ordering::SeqCst);
     crate::cpu::init(cpu);
     lapic::init(false);
-    ONLINE.fetch_add(1, Ordering::AcqRel);
+    PARKED[cpu as usize].store(false, Ordering::SeqCst);
+    BOOTS.fetch_add(1, Ordering::AcqRel);
     loop {
         crate::port::sti_hlt();
     }

@@ -6,6 +6,7 @@ mod hpet;
 mod ioapic;
 mod msi;
 mod msix;
+mod offline;
 mod smp;
 mod smp_msix;
 mod vtd;
@@ -35,6 +36,12 @@ pub fn run(args: &Args) {
         "vtd-pair" => {
             if let Some(p) = remapped() {
                 vtd_pair::run(p, args);
+            }
+        }
+        "offline" => offline::run(crate::platform::init()),
+        "offline-vtd" => {
+            if let Some(p) = remapped() {
+                offline::run(p);
             }
         }
         "smp-vtd" => {

@@ -50,7 +50,7 @@ fn on_cleanup_ipi(_vector: u8, cpu: u32) {
 }
 
 /// Has `cpu` run its cleanup, and waits until it did.
-fn cleanup_on(cpu: u32) -> bool {
+pub fn cleanup_on(cpu: u32) -> bool {
     if cpu == crate::cpu::current_cpu() {
         // With interrupts off, a vector the IRR shows pending stays pending while it is read.
         port::cli_guard(|| cleanup_here(cpu));
@@ -64,12 +64,12 @@ fn cleanup_on(cpu: u32) -> bool {
 }
 
 /// All interrupts that arrived on genmsi's vectors, on every CPU.
-fn arrivals(cpus: u32) -> u64 {
+pub fn arrivals(cpus: u32) -> u64 {
     (0..cpus).map(arrivals_on).sum()
 }
 
 /// Interrupts that arrived on genmsi's vectors on `cpu`.
-fn arrivals_on(cpu: u32) -> u64 {
+pub fn arrivals_on(cpu: u32) -> u64 {
     (0x20..0xec_u8).map(|v| u64::from(counts::on(cpu, v))).sum()
 }
 
@@ -222,7 +222,7 @@ pub fn run(p: &platform::Platform) {
 
 /// Installs the cleanup IPI on every CPU (the IDT is shared) and keeps its vector out of
 /// genmsi's hands.
-fn cpu_setup(p: &platform::Platform) {
+pub fn cpu_setup(p: &platform::Platform) {
     // Outside the allocatable range the reservation is a no-op, which is as good.
     let _ = p.with_vector(|v| v.matrix_mut().reserve_system(Vector(CLEANUP_VECTOR)));
     crate::cpu::set_vector_handler(CLEANUP_VECTOR, on_cleanup_ipi);
