@@ -61,7 +61,8 @@ pub fn run(args: &Args) {
 
 /// The platform under VT-d remapping (a failed check when the unit is missing or refuses).
 fn remapped() -> Option<&'static crate::platform::Platform> {
-    let p = crate::devices::vtd::Vtd::probe().and_then(|vtd| crate::platform::init_remapped(vtd, 256));
+    let p =
+        crate::devices::vtd::Vtd::probe().and_then(|vtd| crate::platform::init_remapped(vtd, 256));
     crate::check!(
         "vtd: remapping unit found, queued invalidation and interrupt remapping enabled",
         p.is_some()
