@@ -13,11 +13,11 @@
 //! Every raise must arrive (one message, or one plus QEMU's echo) and be counted once.
 
 use crate::devices::e1000e::{E1000e, MAX_MESSAGES_PER_RAISE};
-use crate::suites::smp_msix::{arrivals, cleanup_on, cpu_setup};
+use crate::suites::smp_msix::{alloc_on, arrivals, cleanup_on, cpu_setup};
 use crate::{check, cpu, lapic, pcidev, platform, smp, time};
 use alloc::vec::Vec;
-use genmsi::{AllocOpts, CpuMask, Irq};
-use genmsi_pci::{pci_alloc_irq_vectors, pci_free_irq_vectors, IrqTypes, IrqVectors};
+use genmsi::{CpuMask, Irq};
+use genmsi_pci::pci_free_irq_vectors;
 use genmsi_x86::Vector;
 
 /// The IPI that parks a CPU: among the system vectors, outside genmsi's range.
@@ -80,16 +80,10 @@ pub fn run(p: &platform::Platform) {
     let _ = p.with_vector(|v| v.matrix_mut().reserve_system(Vector(PARK_VECTOR)));
     cpu::set_vector_handler(PARK_VECTOR, on_park_ipi);
     let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
-    let opts = AllocOpts {
-        affinity: Some(CpuMask::from_cpus([ap])),
-        ..AllocOpts::default()
-    };
-    let vectors =
-        pci_alloc_irq_vectors(&p.sys, &dev, p.parent(), 2..=2, IrqTypes::MSIX, &opts, None);
-    let Ok(IrqVectors::Msix(irqs)) = &vectors else {
-        check!("offline: two e1000e MSI-X vectors", false, "{vectors:?}");
+    let Some(vectors) = alloc_on(p, &dev, 2, ap, "offline: two e1000e MSI-X vectors") else {
         return;
     };
+    let irqs = vectors.irqs();
     let mut t = Traffic {
         p,
         nic,
@@ -183,7 +177,7 @@ pub fn run(p: &platform::Platform) {
         platform::unmapped(),
         platform::spurious()
     );
-    pci_free_irq_vectors(&p.sys, &dev, &vectors.expect("matched"), None).expect("free");
+    pci_free_irq_vectors(&p.sys, &dev, &vectors, None).expect("free");
     t.nic.quiesce();
     p.sys.remove_device(dev.id).expect("no vectors left");
 }

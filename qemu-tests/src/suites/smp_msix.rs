@@ -84,17 +84,10 @@ pub fn run(p: &platform::Platform) {
     let nr_moves = MIN_MOVES.max(cpus);
     let per_fire = u64::from(MAX_MESSAGES_PER_RAISE);
     let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
-    let opts = AllocOpts {
-        affinity: Some(CpuMask::from_cpus([0])),
-        ..AllocOpts::default()
-    };
-    let vectors =
-        pci_alloc_irq_vectors(&p.sys, &dev, p.parent(), 1..=1, IrqTypes::MSIX, &opts, None);
-    let Ok(IrqVectors::Msix(irqs)) = &vectors else {
-        check!("smp: one e1000e MSI-X vector", false, "{vectors:?}");
+    let Some(vectors) = alloc_on(p, &dev, 1, 0, "smp: one e1000e MSI-X vector") else {
         return;
     };
-    let irq = irqs[0];
+    let irq = vectors.irqs()[0];
     let raw_before = arrivals(cpus);
     let cpu_before: Vec<u64> = (0..cpus).map(|c| p.sys.table().cpu_count(c)).collect();
     let mut raises = 0u64;
@@ -215,9 +208,30 @@ pub fn run(p: &platform::Platform) {
             "mismatches (CPU, IRTE, entry) {remap_mismatch:?}"
         );
     }
-    pci_free_irq_vectors(&p.sys, &dev, &vectors.expect("matched"), None).expect("free");
+    pci_free_irq_vectors(&p.sys, &dev, &vectors, None).expect("free");
     nic.quiesce();
     p.sys.remove_device(dev.id).expect("no vectors left");
+}
+
+/// Allocates `n` MSI-X vectors of `dev` on `cpu`; on failure, the check `name` fails.
+pub fn alloc_on(
+    p: &platform::Platform,
+    dev: &pcidev::Function,
+    n: u32,
+    cpu: u32,
+    name: &str,
+) -> Option<IrqVectors> {
+    let opts = AllocOpts {
+        affinity: Some(CpuMask::from_cpus([cpu])),
+        ..AllocOpts::default()
+    };
+    match pci_alloc_irq_vectors(&p.sys, dev, p.parent(), n..=n, IrqTypes::MSIX, &opts, None) {
+        Ok(v @ IrqVectors::Msix(_)) => Some(v),
+        other => {
+            check!(name, false, "{other:?}");
+            None
+        }
+    }
 }
 
 /// Installs the cleanup IPI on every CPU (the IDT is shared) and keeps its vector out of
