@@ -139,10 +139,20 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     serial::init();
     let args = Args::parse(&cmdline(start_info));
     cpu::init(0);
+    // x2APIC when an APIC id the firmware lists does not fit the xAPIC's 8 bits (0xFF is the
+    // xAPIC broadcast): such a machine also needs VT-d extended interrupt mode for its MSIs.
+    let ids = acpi::apic_ids().unwrap_or_default();
+    if ids.iter().any(|&id| id >= 0xff) && lapic::x2apic_supported() {
+        lapic::use_x2apic();
+    }
     lapic::init(true);
     println!(
-        "genmsi bare-metal kernel: suite {:?}, qemu {:?}, accel {:?}, cpus {}",
-        args.suite, args.qemu, args.accel, args.cpus
+        "genmsi bare-metal kernel: suite {:?}, qemu {:?}, accel {:?}, cpus {}, APIC ids {ids:?}, x2APIC {}",
+        args.suite,
+        args.qemu,
+        args.accel,
+        args.cpus,
+        lapic::x2apic()
     );
     if args.cpus > 1 {
         let online = smp::start_aps(args.cpus);

@@ -29,7 +29,7 @@ fn unused_address() -> Option<PciAddress> {
 pub fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
     p.with_remap(|d| {
         let index = d.entry_of(irq)?;
-        Irte::parse(d.table().read(index), false)
+        Irte::parse(d.table().read(index), crate::lapic::x2apic())
             .ok()
             .map(|e| (index, e))
     })
@@ -101,7 +101,7 @@ fn affinity(p: &platform::Platform, nic: &Nic) {
         moved.is_ok()
             && before[0] == after[0]
             && target.is_some_and(|t| t.cpu == 1)
-            && irte(p, irq0).is_some_and(|(index, e)| e.dest == 1 && audit.wrote_and_covered(index))
+            && irte(p, irq0).is_some_and(|(index, e)| e.dest == crate::smp::apic_id(1) && audit.wrote_and_covered(index))
             && fired.ok(),
         "move {moved:?}, entry {:?} -> {:?}, target {target:?}, fired {fired:?}, IRTE writes {audit:?}",
         before[0],
