@@ -31,7 +31,7 @@ fn on_park_ipi(_vector: u8, cpu: u32) {
     smp::park_here(cpu, pending)
 }
 
-/// Per raise: which index, and whether genmsi counted a new arrival for it within 100 ms.
+/// Per raise: which index, and whether genmsi counted a new arrival for it within `LATE_MS`.
 struct Traffic<'a> {
     p: &'a platform::Platform,
     nic: E1000e,
@@ -46,7 +46,7 @@ impl Traffic<'_> {
         let before = self.p.sys.table().count(irq);
         self.nic.raise(index as u32);
         self.raises += 1;
-        if !time::wait_until(100, || self.p.sys.table().count(irq) > before) {
+        if !time::wait_until(time::LATE_MS, || self.p.sys.table().count(irq) > before) {
             self.missing.push(self.raises);
         }
         // Room for the throttling echo.
@@ -115,7 +115,7 @@ pub fn run(p: &platform::Platform) {
     let cleaned = cleanup_on(ap) && p.with_vector(|v| v.moves_in_progress()) == 0;
     let before_park = p.sys.table().cpu_count(ap);
     lapic::send_fixed(smp::apic_id(ap), PARK_VECTOR);
-    let parked = time::wait_until(100, || smp::parked(ap).is_some());
+    let parked = time::wait_until(time::LATE_MS, || smp::parked(ap).is_some());
     smp::stop_ap(ap);
     let pending_at_park = smp::parked(ap);
     for k in 0..RAISES {

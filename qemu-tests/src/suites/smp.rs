@@ -55,10 +55,13 @@ pub fn run() {
     let mut visited = Vec::new();
     for i in 1..=moves {
         let cpu = i % cpus;
-        time::delay(4);
+        let before = p.sys.table().cpu_count(cpu);
         if let Err(e) = p.sys.set_affinity(irq, &CpuMask::from_cpus([cpu])) {
             failures.push(e);
         }
+        // The move completes with the timer's first arrival on the new CPU: wait for it (a
+        // loaded host may hold the timer or the vCPU back) before the next move.
+        time::wait_until(time::LATE_MS, || p.sys.table().cpu_count(cpu) > before);
         let target = p.with_vector(|v| v.target(irq));
         // What the timer will send now, read back from its FSB route register.
         let route = match MsiFormat::parse(&hpet.fsb_route(timer)) {
@@ -70,7 +73,7 @@ pub fn run() {
     // The last move completes with the first arrival on its CPU, which a loaded host may delay.
     let last = moves % cpus;
     let on_last = p.sys.table().cpu_count(last);
-    time::wait_until(100, || p.sys.table().cpu_count(last) > on_last);
+    time::wait_until(time::LATE_MS, || p.sys.table().cpu_count(last) > on_last);
     // Stop the source, let the last arrivals land, then release the old vectors.
     p.sys.mask(irq).expect("mask");
     // The timer expires once per period from `start + PERIOD` on; QEMU folds expiries it

@@ -58,7 +58,7 @@ pub fn cleanup_on(cpu: u32) -> bool {
     }
     let before = CLEANUPS[cpu as usize].load(Ordering::SeqCst);
     lapic::send_fixed(smp::apic_id(cpu), CLEANUP_VECTOR);
-    time::wait_until(100, || {
+    time::wait_until(time::LATE_MS, || {
         CLEANUPS[cpu as usize].load(Ordering::SeqCst) > before
     })
 }
@@ -109,9 +109,9 @@ pub fn run(p: &platform::Platform) {
             errors.push(e);
         }
         // The racing message lands on the old or the new CPU; a loaded host may delay it, so
-        // wait for it (a message still missing after 100 ms is lost), then room for its echo
+        // wait for it (a message still missing after `LATE_MS` is lost), then room for its echo
         // (about 128 us later).
-        time::wait_until(100, || {
+        time::wait_until(time::LATE_MS, || {
             arrivals_on(old_cpu) > old0 || (old_cpu != cpu && arrivals_on(cpu) > new0)
         });
         time::delay(1);
@@ -127,7 +127,7 @@ pub fn run(p: &platform::Platform) {
         raises += 2;
         // The move completes with this arrival, which a loaded host may delay; then room for
         // its echo.
-        time::wait_until(100, || p.sys.table().cpu_count(cpu) > on_new);
+        time::wait_until(time::LATE_MS, || p.sys.table().cpu_count(cpu) > on_new);
         time::delay(1);
         per_raise.push((raced, arrivals_on(cpu) - new1));
         let to = p.with_vector(|v| v.target(irq)).map(|t| t.cpu);
