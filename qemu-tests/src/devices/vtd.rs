@@ -180,7 +180,9 @@ impl Vtd {
 
     fn command(&mut self, bit: u32, persistent: bool) -> bool {
         self.regs.write32(REG_GCMD, self.gcmd | bit);
-        let ok = crate::time::wait_until(100, || self.regs.read32(REG_GSTS) & bit != 0);
+        let ok = crate::time::wait_until(crate::time::LATE_MS, || {
+            self.regs.read32(REG_GSTS) & bit != 0
+        });
         if persistent {
             self.gcmd |= bit;
         }
@@ -232,8 +234,9 @@ impl Vtd {
             status_addr,
         );
         self.regs.write64(REG_IQT, self.tail << 4);
-        let done =
-            crate::time::wait_until(100, || self.status.load(Ordering::SeqCst) == self.waits);
+        let done = crate::time::wait_until(crate::time::LATE_MS, || {
+            self.status.load(Ordering::SeqCst) == self.waits
+        });
         done && self.regs.read32(REG_FSTS) & FSTS_IQE == 0
     }
 

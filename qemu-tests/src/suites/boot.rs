@@ -18,7 +18,7 @@ pub fn run() {
     for target in 0..smp::online() {
         lapic::send_fixed(smp::apic_id(target), TEST_VECTOR);
     }
-    let all = time::wait_until(100, || {
+    let all = time::wait_until(time::LATE_MS, || {
         (0..smp::online()).all(|c| HITS[c as usize].load(Ordering::Relaxed) == 1)
     });
     check!(

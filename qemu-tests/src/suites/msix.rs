@@ -64,7 +64,7 @@ pub fn fire(p: &platform::Platform, nic: &E1000e, index: u32, irq: Irq) -> Fired
         counts::on(target.cpu, target.vector.0),
     );
     nic.raise(index);
-    time::wait_until(100, || p.sys.table().count(irq) > count0);
+    time::wait_until(time::LATE_MS, || p.sys.table().count(irq) > count0);
     // Room for the throttling echo, which a loaded host may delay.
     time::delay(5);
     Fired {
@@ -228,7 +228,7 @@ pub fn run_on(p: &platform::Platform, device: Option<E1000e>, tag: &str) -> Opti
     time::delay(5);
     let held = raw() == raw0;
     let unmask = p.sys.unmask(irq4);
-    time::wait_until(100, || p.sys.table().count(irq4) > count0);
+    time::wait_until(time::LATE_MS, || p.sys.table().count(irq4) > count0);
     time::delay(5);
     let after = Fired {
         counted: p.sys.table().count(irq4) - count0,
