@@ -13,11 +13,10 @@
 //! Every raise must arrive (one message, or one plus QEMU's echo) and be counted once.
 
 use crate::devices::e1000e::{E1000e, MAX_MESSAGES_PER_RAISE};
-use crate::suites::smp_msix::{alloc_on, arrivals, cleanup_on, cpu_setup};
+use crate::suites::smp_msix::{alloc_on, arrivals, cleanup_on, cpu_setup, release};
 use crate::{check, cpu, lapic, pcidev, platform, smp, time};
 use alloc::vec::Vec;
 use genmsi::{CpuMask, Irq};
-use genmsi_pci::pci_free_irq_vectors;
 use genmsi_x86::Vector;
 
 /// The IPI that parks a CPU: among the system vectors, outside genmsi's range.
@@ -177,7 +176,6 @@ pub fn run(p: &platform::Platform) {
         platform::unmapped(),
         platform::spurious()
     );
-    pci_free_irq_vectors(&p.sys, &dev, &vectors, None).expect("free");
-    t.nic.quiesce();
+    release(p, &dev, &vectors, &t.nic);
     p.sys.remove_device(dev.id).expect("no vectors left");
 }

@@ -208,9 +208,27 @@ pub fn run(p: &platform::Platform) {
             "mismatches (CPU, IRTE, entry) {remap_mismatch:?}"
         );
     }
-    pci_free_irq_vectors(&p.sys, &dev, &vectors, None).expect("free");
-    nic.quiesce();
+    release(p, &dev, &vectors, &nic);
     p.sys.remove_device(dev.id).expect("no vectors left");
+}
+
+/// Frees `vectors` of the e1000e `dev` with nothing left in flight: every vector is masked
+/// first (QEMU's throttling echo then only sets a PBA bit), then each other CPU answers two
+/// IPIs in turn. An IPI outranks every genmsi vector, but the second can only be taken once the
+/// handler of anything that was pending behind the first has returned, so afterwards no CPU
+/// holds an arrival for a vector about to be released.
+pub fn release(p: &platform::Platform, dev: &pcidev::Function, vectors: &IrqVectors, nic: &E1000e) {
+    for &irq in vectors.irqs() {
+        p.sys.mask(irq).expect("mask");
+    }
+    let me = crate::cpu::current_cpu();
+    let others = (0..smp::online()).filter(|&c| c != me);
+    let flushed = others.into_iter().all(|c| (0..2).all(|_| cleanup_on(c)));
+    if !flushed {
+        crate::println!("smp: a CPU did not answer the flush before the vectors were freed");
+    }
+    pci_free_irq_vectors(&p.sys, dev, vectors, None).expect("free");
+    nic.quiesce();
 }
 
 /// Allocates `n` MSI-X vectors of `dev` on `cpu`; on failure, the check `name` fails.
