@@ -235,9 +235,12 @@ pub fn run_on(p: &platform::Platform, device: Option<E1000e>, tag: &str) -> Opti
         arrived: raw() - raw0,
     };
     let cleared = !pending(p, &dev, DYNAMIC_INDEX);
+    // The latched message arrives once on unmask; QEMU's throttling echo of the masked raise
+    // may come after the unmask on a loaded host (seen once in 20 runs at load 15), so the
+    // bound is that of any raise: one message, or one plus the echo, each counted once.
     check!(
-        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it exactly once"),
-        latched && held && unmask.is_ok() && after.counted == 1 && after.arrived == 1 && cleared,
+        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it (plus at most QEMU's echo), each counted once"),
+        latched && held && unmask.is_ok() && after.ok() && cleared,
         "latched {latched}, held {held}, unmask {unmask:?}, after {after:?}, cleared {cleared}"
     );
 
