@@ -90,9 +90,10 @@ boot_idt_ptr:
     /* A usable task register and a loaded IDT before any compiled code runs: VM entry
        requires a usable, busy TSS in TR (Intel SDM Vol. 3C, VM-entry checks on guest
        segment registers), and KVM emulates a guest whose state fails that check in its
-       instruction emulator, which cannot run SSE. The descriptor's busy bit is cleared first because every application processor loads
-       the same boot TSS, one at a time, until `cpu::init` gives it its own. The empty IDT
-       turns any early exception into a triple fault. */
+       instruction emulator, which cannot run SSE. The descriptor's busy bit is cleared
+       first because every application processor loads the same boot TSS, one at a time,
+       until `cpu::init` gives it its own. The empty IDT turns any early exception into a
+       triple fault. */
     .macro LOAD_BOOT_TASK
     andl $~(1 << 9), boot_gdt_tss + 4(%rip)
     movw $0x20, %ax
