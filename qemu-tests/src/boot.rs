@@ -37,7 +37,11 @@ boot_stack:
     .skip 64 * 1024
 boot_stack_top:
 
-    .section .rodata.boot, "a"
+    .balign 16
+boot_tss:
+    .skip 104
+
+    .section .data.boot, "aw"
     .balign 8
     .global boot_gdt
 boot_gdt:
@@ -45,10 +49,16 @@ boot_gdt:
     .quad 0x00af9a000000ffff
     .quad 0x00cf92000000ffff
     .quad 0x00cf9a000000ffff
+boot_gdt_tss:
+    .quad 0
+    .quad 0
 boot_gdt_end:
 boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1
     .quad boot_gdt
+boot_idt_ptr:
+    .word 0
+    .quad 0
 
     .macro ENTER_LONG_MODE target
     movl %cr4, %eax
@@ -75,6 +85,20 @@ boot_gdt_ptr:
     movw %ax, %ss
     movw %ax, %fs
     movw %ax, %gs
+    .endm
+
+    /* A usable task register and a loaded IDT before any compiled code runs: VM entry
+       requires a usable, busy TSS in TR (Intel SDM Vol. 3C, VM-entry checks on guest
+       segment registers), and KVM emulates a guest whose state fails that check in its
+       instruction emulator, which cannot run SSE. The descriptor's busy bit is cleared
+       first because every application processor loads the same boot TSS, one at a time,
+       until `cpu::init` gives it its own. The empty IDT turns any early exception into a
+       triple fault. */
+    .macro LOAD_BOOT_TASK
+    andl $~(1 << 9), boot_gdt_tss + 4(%rip)
+    movw $0x20, %ax
+    ltr %ax
+    lidt boot_idt_ptr(%rip)
     .endm
 
     .section .text.boot, "ax"
@@ -108,6 +132,18 @@ pvh_start32:
     addl $0x200000, %eax
     addl $8, %edi
     loop 2b
+    movl $boot_tss, %eax
+    movl %eax, %edx
+    shll $16, %eax
+    orl $103, %eax
+    movl %eax, boot_gdt_tss
+    movl %edx, %eax
+    shrl $16, %eax
+    andl $0xff, %eax
+    andl $0xff000000, %edx
+    orl %edx, %eax
+    orl $0x8900, %eax
+    movl %eax, boot_gdt_tss + 4
     ENTER_LONG_MODE bsp_start64
 
     .global ap_start32
@@ -118,6 +154,7 @@ ap_start32:
     .code64
 bsp_start64:
     LOAD_DATA_SEGMENTS
+    LOAD_BOOT_TASK
     movabsq $boot_stack_top, %rsp
     movl %esi, %edi
     call kernel_main
@@ -127,6 +164,7 @@ bsp_start64:
 
 ap_start64:
     LOAD_DATA_SEGMENTS
+    LOAD_BOOT_TASK
     movq AP_BOOT_STACK(%rip), %rsp
     call ap_main
 4:

@@ -2,14 +2,16 @@
 //! unchanged, and reports each check as a `[PASS]` / `[FAIL]` line on COM1.
 //!
 //! QEMU boots it through the PVH entry (`boot.rs`); the runner (`scripts/qemu`) passes the
-//! suite to run and the QEMU version on the command line, for example
-//! `-append "suite=msi qemu=10.0.2"`, and reads the exit status of `isa-debug-exit`.
+//! suite to run, the QEMU version and the accelerator on the command line, for example
+//! `-append "suite=pci qemu=10.0.2 cpus=1 accel=tcg"`, and reads the exit status of
+//! `isa-debug-exit`.
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod acpi;
 mod boot;
 mod counts;
 mod cpu;
@@ -43,6 +45,9 @@ pub struct Args {
     pub qemu: Option<(u32, u32)>,
     /// CPUs to bring online.
     pub cpus: u32,
+    /// The accelerator QEMU runs the kernel under (`tcg` or `kvm`), when the runner passed it;
+    /// expectations that differ between the two are keyed on it.
+    pub accel: alloc::string::String,
 }
 
 impl Args {
@@ -55,6 +60,7 @@ impl Args {
             match word.split_once('=') {
                 Some(("suite", v)) => args.suite = v.into(),
                 Some(("cpus", v)) => args.cpus = v.parse().unwrap_or(1),
+                Some(("accel", v)) => args.accel = v.into(),
                 Some(("qemu", v)) => {
                     let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
                     if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
@@ -133,10 +139,20 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     serial::init();
     let args = Args::parse(&cmdline(start_info));
     cpu::init(0);
+    // x2APIC when an APIC id the firmware lists does not fit the xAPIC's 8 bits (0xFF is the
+    // xAPIC broadcast): such a machine also needs VT-d extended interrupt mode for its MSIs.
+    let ids = acpi::apic_ids().unwrap_or_default();
+    if ids.iter().any(|&id| id >= 0xff) && lapic::x2apic_supported() {
+        lapic::use_x2apic();
+    }
     lapic::init(true);
     println!(
-        "genmsi bare-metal kernel: suite {:?}, qemu {:?}, cpus {}",
-        args.suite, args.qemu, args.cpus
+        "genmsi bare-metal kernel: suite {:?}, qemu {:?}, accel {:?}, cpus {}, APIC ids {ids:?}, x2APIC {}",
+        args.suite,
+        args.qemu,
+        args.accel,
+        args.cpus,
+        lapic::x2apic()
     );
     if args.cpus > 1 {
         let online = smp::start_aps(args.cpus);

@@ -1,5 +1,12 @@
-//! PCI configuration space through the legacy mechanism #1 (ports 0xCF8/0xCFC) on bus 0,
-//! and the BARs that SeaBIOS assigned before it handed over to the PVH entry.
+//! PCI configuration space through the legacy mechanism #1 (ports 0xCF8/0xCFC), the
+//! enumeration of every function the machine has, and the BARs that SeaBIOS assigned before it
+//! handed over to the PVH entry.
+//!
+//! [`enumerate`] walks the hierarchy depth first from bus 0: every device number, function 0
+//! and, when its header says multi-function, functions 1-7; a PCI-to-PCI bridge (a PCIe root
+//! or downstream port, header type 1) leads to its secondary bus, as SeaBIOS numbered it. Each
+//! function knows the bridges above it, so that bus mastering can be enabled along the whole
+//! path a device's memory writes (and so its MSI messages) take upstream.
 
 use crate::mmio::MmioRegion;
 use crate::port::{inl, outb, outl, outw};
@@ -18,9 +25,11 @@ pub const CMD_BUS_MASTER: u16 = 1 << 2;
 /// The address/data port pair is one shared resource: every access holds this lock.
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
 
-/// A PCI function on bus 0.
+/// A PCI function: where it is in the hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciFunction {
+    /// Bus number.
+    pub bus: u8,
     /// Device number (slot).
     pub device: u8,
     /// Function number.
@@ -28,8 +37,23 @@ pub struct PciFunction {
 }
 
 impl PciFunction {
+    /// The function at `bus:device.function`.
+    pub const fn new(bus: u8, device: u8, function: u8) -> Self {
+        PciFunction {
+            bus,
+            device,
+            function,
+        }
+    }
+
+    /// The 16-bit requester id of this location (bus << 8 | device << 3 | function).
+    pub fn requester_id(&self) -> u16 {
+        (u16::from(self.bus) << 8) | (u16::from(self.device) << 3) | u16::from(self.function)
+    }
+
     fn address(&self, offset: u16) -> u32 {
         (1 << 31)
+            | (u32::from(self.bus) << 16)
             | (u32::from(self.device) << 11)
             | (u32::from(self.function) << 8)
             | u32::from(offset & 0xfc)
@@ -115,17 +139,108 @@ impl PciFunction {
     }
 }
 
-/// Finds the first function on bus 0 with `vendor:device`, skipping the first `skip` matches.
-pub fn find(vendor: u16, device: u16, skip: usize) -> Option<PciFunction> {
-    (0..32)
-        .flat_map(|d| {
-            (0..8).map(move |f| PciFunction {
-                device: d,
+/// Header type register (8 bits at 0x0E): bit 7 = multi-function, bits 6:0 = layout.
+const REG_HEADER_TYPE: u16 = 0x0e;
+/// Header layout 1: a PCI-to-PCI bridge.
+const HEADER_BRIDGE: u8 = 1;
+/// Bridge header: secondary bus number.
+const REG_SECONDARY_BUS: u16 = 0x19;
+
+/// One function found by [`enumerate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Where it is.
+    pub function: PciFunction,
+    /// Vendor and device id.
+    pub ids: (u16, u16),
+    /// The bridges between the host bridge and this function, nearest the root first.
+    pub upstream: alloc::vec::Vec<PciFunction>,
+}
+
+static FOUND: spin::Once<alloc::vec::Vec<Found>> = spin::Once::new();
+
+/// Every function of the machine, in depth-first order (walked once, then remembered).
+pub fn enumerate() -> &'static [Found] {
+    FOUND.call_once(|| {
+        let mut found = alloc::vec::Vec::new();
+        let mut visited = [false; 256];
+        walk(0, &mut alloc::vec::Vec::new(), &mut visited, &mut found);
+        found
+    })
+}
+
+fn walk(
+    bus: u8,
+    upstream: &mut alloc::vec::Vec<PciFunction>,
+    visited: &mut [bool; 256],
+    found: &mut alloc::vec::Vec<Found>,
+) {
+    if core::mem::replace(&mut visited[usize::from(bus)], true) {
+        return;
+    }
+    for device in 0..32 {
+        let f0 = PciFunction::new(bus, device, 0);
+        if f0.ids().0 == 0xffff {
+            continue;
+        }
+        let functions = if f0.read8(REG_HEADER_TYPE) & 0x80 != 0 {
+            8
+        } else {
+            1
+        };
+        for function in 0..functions {
+            let f = PciFunction::new(bus, device, function);
+            let ids = f.ids();
+            if ids.0 == 0xffff {
+                continue;
+            }
+            found.push(Found {
                 function: f,
-            })
-        })
-        .filter(|f| f.ids() == (vendor, device))
-        .nth(skip)
+                ids,
+                upstream: upstream.clone(),
+            });
+            if f.read8(REG_HEADER_TYPE) & 0x7f == HEADER_BRIDGE {
+                let secondary = f.read8(REG_SECONDARY_BUS);
+                // Zero: a bridge the firmware left unnumbered, which leads nowhere yet.
+                if secondary != 0 {
+                    upstream.push(f);
+                    walk(secondary, upstream, visited, found);
+                    upstream.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Every function with `vendor:device`, in enumeration order.
+pub fn find_all(vendor: u16, device: u16) -> impl Iterator<Item = &'static Found> {
+    enumerate()
+        .iter()
+        .filter(move |f| f.ids == (vendor, device))
+}
+
+/// The `skip`-th function (from 0) with `vendor:device`, anywhere in the hierarchy.
+pub fn find(vendor: u16, device: u16, skip: usize) -> Option<PciFunction> {
+    find_all(vendor, device).nth(skip).map(|f| f.function)
+}
+
+/// True when some function answers at `bus:device.function`.
+pub fn present(at: PciFunction) -> bool {
+    enumerate().iter().any(|f| f.function == at)
+}
+
+/// Enables memory decoding and bus mastering on `f` and on every bridge above it: a bridge
+/// without bus mastering does not forward its secondary side's writes (MSI among them) upstream.
+pub fn enable_path(f: PciFunction) {
+    let upstream = enumerate()
+        .iter()
+        .find(|x| x.function == f)
+        .map(|x| x.upstream.as_slice())
+        .unwrap_or_default();
+    for bridge in upstream {
+        bridge.enable_command(CMD_MEMORY | CMD_BUS_MASTER);
+    }
+    f.enable_command(CMD_MEMORY | CMD_BUS_MASTER);
 }
 
 /// Capability id of MSI.

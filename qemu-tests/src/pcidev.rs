@@ -51,7 +51,7 @@ pub fn record_writes<T>(f: impl FnOnce() -> T) -> (T, alloc::vec::Vec<Write>) {
     (out, log)
 }
 
-/// A function on bus 0 as `genmsi-pci` sees it.
+/// A function as `genmsi-pci` sees it.
 pub type Function = PciDevice<PortConfig, BarWindows>;
 
 /// One function's configuration space through ports 0xCF8/0xCFC.
@@ -187,7 +187,7 @@ pub fn register(sys: &IrqSystem, name: &str, f: PciFunction, as_address: PciAddr
     pci_add_device(sys, name, as_address, PortConfig(f), BarWindows::of(f))
 }
 
-/// The bus/device/function of `f` (bus 0).
+/// The bus/device/function of `f`, where enumeration found it.
 pub fn address(f: PciFunction) -> PciAddress {
-    PciAddress::new(0, f.device, f.function)
+    PciAddress::new(f.bus, f.device, f.function)
 }

@@ -68,7 +68,13 @@ pub fn init() -> &'static Platform {
 /// Builds the platform with the VT-d remapping domain over `vtd` and a table of `entries`.
 pub fn init_remapped(mut vtd: Vtd, entries: u32) -> Option<&'static Platform> {
     let table = RemapTable::new(entries);
-    if !vtd.enable_queued_invalidation() || !vtd.enable_interrupt_remapping(&table) {
+    // Extended interrupt mode whenever the local APICs run in x2APIC mode: their ids may not
+    // fit the xAPIC destination field. A unit without it cannot remap for such a machine.
+    let eim = lapic::x2apic();
+    if (eim && !vtd.eim_supported())
+        || !vtd.enable_queued_invalidation()
+        || !vtd.enable_interrupt_remapping(&table, eim)
+    {
         return None;
     }
     Some(build(Some((table, QueuedInvalidation::new(vtd)))))
@@ -78,7 +84,8 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
     PLATFORM.call_once(|| {
         let nr_cpus = smp::online();
         let sys: IrqSystem = IrqSystem::new(SystemConfig::new(nr_cpus, MAX_IRQS));
-        let mut vd = VectorDomain::new(nr_cpus);
+        let ids = smp::apic_ids()[..nr_cpus as usize].iter();
+        let mut vd = VectorDomain::with_apic_ids(ids.map(|&id| genmsi_x86::ApicId(id)).collect());
         // Refused only when the vector is outside the allocatable range, which is as good.
         let _ = vd
             .matrix_mut()
@@ -88,8 +95,11 @@ fn build(remap: Option<(RemapTable, QueuedInvalidation)>) -> &'static Platform {
             .add_domain(Box::new(vd), None)
             .expect("a root domain can always be added");
         let remap = remap.map(|(t, inval)| {
-            sys.add_domain(Box::new(IrDomain::new(t, inval, false)), Some(vector))
-                .expect("the vector domain exists")
+            sys.add_domain(
+                Box::new(IrDomain::new(t, inval, lapic::x2apic())),
+                Some(vector),
+            )
+            .expect("the vector domain exists")
         });
         for v in 0x20..=0xfe_u8 {
             cpu::set_vector_handler(v, dispatch);

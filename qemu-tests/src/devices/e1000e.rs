@@ -46,12 +46,24 @@ pub struct E1000e {
 }
 
 impl E1000e {
-    /// The first e1000e on bus 0, with memory decoding and bus mastering enabled and every
-    /// interrupt cause masked.
+    /// The first e1000e the enumeration found; see [`E1000e::nth`].
     pub fn find() -> Option<E1000e> {
-        let f = pci::find(VENDOR, DEVICE, 0)?;
+        Self::nth(0)
+    }
+
+    /// Every e1000e of the machine, in enumeration order; see [`E1000e::nth`].
+    pub fn all() -> alloc::vec::Vec<E1000e> {
+        (0..pci::find_all(VENDOR, DEVICE).count())
+            .filter_map(Self::nth)
+            .collect()
+    }
+
+    /// The `nth` e1000e (from 0) anywhere in the hierarchy, with memory decoding and bus
+    /// mastering enabled on it and the bridges above it, and every interrupt cause masked.
+    pub fn nth(nth: usize) -> Option<E1000e> {
+        let f = pci::find(VENDOR, DEVICE, nth)?;
         let regs = f.memory_bar(0)?;
-        f.enable_command(pci::CMD_MEMORY | pci::CMD_BUS_MASTER);
+        pci::enable_path(f);
         let nic = E1000e { pci: f, regs };
         nic.regs.write32(REG_IMC, !0);
         nic.regs.read32(REG_ICR);

@@ -28,7 +28,7 @@ impl Edu {
     pub fn find(nth: usize) -> Option<Edu> {
         let f = pci::find(VENDOR, DEVICE, nth)?;
         let regs = f.memory_bar(0)?;
-        f.enable_command(pci::CMD_MEMORY | pci::CMD_BUS_MASTER);
+        pci::enable_path(f);
         let edu = Edu { pci: f, regs };
         (edu.regs.read32(REG_ID) & 0xff == 0xed).then_some(edu)
     }

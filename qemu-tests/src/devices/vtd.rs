@@ -26,6 +26,10 @@ const REG_IQT: u64 = 0x88;
 const REG_IQA: u64 = 0x90;
 const REG_IRTA: u64 = 0xb8;
 
+/// IRTA bit 11: extended interrupt mode enable (11.4.12).
+const IRTA_EIME: u64 = 1 << 11;
+/// ECAP bit 4: extended interrupt mode supported.
+const ECAP_EIM: u64 = 1 << 4;
 /// ECAP bit 1: queued invalidation. Bit 3: interrupt remapping.
 const ECAP_QI: u64 = 1 << 1;
 const ECAP_IR: u64 = 1 << 3;
@@ -169,9 +173,16 @@ impl Vtd {
         })
     }
 
+    /// True when the unit supports extended interrupt mode (x2APIC destinations).
+    pub fn eim_supported(&self) -> bool {
+        self.regs.read64(REG_ECAP) & ECAP_EIM != 0
+    }
+
     fn command(&mut self, bit: u32, persistent: bool) -> bool {
         self.regs.write32(REG_GCMD, self.gcmd | bit);
-        let ok = crate::time::wait_until(100, || self.regs.read32(REG_GSTS) & bit != 0);
+        let ok = crate::time::wait_until(crate::time::LATE_MS, || {
+            self.regs.read32(REG_GSTS) & bit != 0
+        });
         if persistent {
             self.gcmd |= bit;
         }
@@ -186,10 +197,13 @@ impl Vtd {
         self.command(GCMD_QIE, true)
     }
 
-    /// Loads `table` and enables interrupt remapping (xAPIC destination mode).
-    pub fn enable_interrupt_remapping(&mut self, table: &RemapTable) -> bool {
+    /// Loads `table` and enables interrupt remapping; `eim` selects extended interrupt mode
+    /// (IRTA.EIME: 32-bit x2APIC destinations in the IRTEs), otherwise xAPIC destinations.
+    pub fn enable_interrupt_remapping(&mut self, table: &RemapTable, eim: bool) -> bool {
         let size = table.entries().trailing_zeros() - 1;
-        self.regs.write64(REG_IRTA, table.phys() | u64::from(size));
+        let eime = if eim { IRTA_EIME } else { 0 };
+        self.regs
+            .write64(REG_IRTA, table.phys() | eime | u64::from(size));
         if !self.command(GCMD_SIRTP, false) {
             return false;
         }
@@ -220,8 +234,9 @@ impl Vtd {
             status_addr,
         );
         self.regs.write64(REG_IQT, self.tail << 4);
-        let done =
-            crate::time::wait_until(100, || self.status.load(Ordering::SeqCst) == self.waits);
+        let done = crate::time::wait_until(crate::time::LATE_MS, || {
+            self.status.load(Ordering::SeqCst) == self.waits
+        });
         done && self.regs.read32(REG_FSTS) & FSTS_IQE == 0
     }
 

@@ -16,9 +16,9 @@ fn on_test_vector(_vector: u8, cpu: u32) {
 pub fn run() {
     cpu::set_vector_handler(TEST_VECTOR, on_test_vector);
     for target in 0..smp::online() {
-        lapic::send_fixed(target, TEST_VECTOR);
+        lapic::send_fixed(smp::apic_id(target), TEST_VECTOR);
     }
-    let all = time::wait_until(100, || {
+    let all = time::wait_until(time::LATE_MS, || {
         (0..smp::online()).all(|c| HITS[c as usize].load(Ordering::Relaxed) == 1)
     });
     check!(

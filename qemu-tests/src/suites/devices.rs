@@ -45,7 +45,7 @@ fn edu_msi() {
     edu.pci.write16(cap + 2, control | 1);
     edu.raise(0);
     edu.raise(0);
-    let ok = time::wait_until(100, || counts::total(EDU_VECTOR) == 2);
+    let ok = time::wait_until(time::LATE_MS, || counts::total(EDU_VECTOR) == 2);
     check!(
         "devices: edu raises MSI",
         ok,
@@ -94,7 +94,7 @@ fn e1000e_msix() {
     // Each fire sends one message, plus at most one throttling echo (see
     // `MAX_MESSAGES_PER_RAISE`), which a loaded host may delay past any fixed wait.
     let settle = |vector: u8, at_least: u32| {
-        time::wait_until(100, || counts::total(vector) >= at_least);
+        time::wait_until(time::LATE_MS, || counts::total(vector) >= at_least);
         time::delay(5);
         counts::total(vector)
     };
@@ -155,7 +155,7 @@ fn ioapic_intx() {
     let rte = u64::from(INTX_VECTOR) | (1 << 13) | (1 << 15);
     ioapic.write_rte(gsi, rte);
     edu.raise(0);
-    let ok = time::wait_until(100, || counts::total(INTX_VECTOR) == 1);
+    let ok = time::wait_until(time::LATE_MS, || counts::total(INTX_VECTOR) == 1);
     time::delay(5);
     let once = counts::total(INTX_VECTOR) == 1;
     let irr_clear = ioapic.read_rte(gsi) & crate::devices::ioapic::RTE_REMOTE_IRR == 0;
@@ -181,7 +181,7 @@ fn hpet_fsb() {
     hpet.enable();
     hpet.arm(n, 100_000);
     hpet.set_timer_config(n, hpet::TN_FSB_ENABLE | hpet::TN_INT_ENABLE);
-    let ok = time::wait_until(100, || counts::total(HPET_VECTOR) == 1);
+    let ok = time::wait_until(time::LATE_MS, || counts::total(HPET_VECTOR) == 1);
     check!(
         "devices: HPET timer delivers by FSB",
         ok,

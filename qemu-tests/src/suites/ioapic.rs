@@ -95,7 +95,7 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
     );
 
     edu.raise(0);
-    let got = time::wait_until(100, || HANDLED.load(Ordering::SeqCst) >= 1);
+    let got = time::wait_until(time::LATE_MS, || HANDLED.load(Ordering::SeqCst) >= 1);
     time::delay(5);
     let ioapic = IoApic::new();
     let once = HANDLED.load(Ordering::SeqCst) == 1 && p.sys.table().count(irq) == 1;
@@ -116,7 +116,7 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
     time::delay(5);
     let held = HANDLED.load(Ordering::SeqCst) == 1;
     p.sys.unmask(irq).expect("unmask");
-    let delivered = time::wait_until(100, || HANDLED.load(Ordering::SeqCst) == 2);
+    let delivered = time::wait_until(time::LATE_MS, || HANDLED.load(Ordering::SeqCst) == 2);
     time::delay(5);
     check!(
         &alloc::format!("ioapic{tag}: a level line held while masked is delivered on unmask, once"),

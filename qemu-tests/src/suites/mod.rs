@@ -6,10 +6,12 @@ mod hpet;
 mod ioapic;
 mod msi;
 mod msix;
+mod offline;
 mod smp;
 mod smp_msix;
 mod vtd;
 mod vtd_msix;
+mod vtd_pair;
 
 use crate::Args;
 
@@ -31,6 +33,22 @@ pub fn run(args: &Args) {
             }
         }
         "vtd" => vtd::run(args),
+        "vtd-pair" => {
+            if let Some(p) = remapped() {
+                vtd_pair::run(p, args);
+            }
+        }
+        "offline" => offline::run(crate::platform::init()),
+        "offline-vtd" => {
+            if let Some(p) = remapped() {
+                offline::run(p);
+            }
+        }
+        "smp-vtd" => {
+            if let Some(p) = remapped() {
+                smp_msix::run(p);
+            }
+        }
         "smp" => {
             smp::run();
             smp_msix::run(crate::platform::init());
@@ -39,4 +57,15 @@ pub fn run(args: &Args) {
             crate::check!("suite known", false, "no suite named {other:?}");
         }
     }
+}
+
+/// The platform under VT-d remapping (a failed check when the unit is missing or refuses).
+fn remapped() -> Option<&'static crate::platform::Platform> {
+    let p =
+        crate::devices::vtd::Vtd::probe().and_then(|vtd| crate::platform::init_remapped(vtd, 256));
+    crate::check!(
+        "vtd: remapping unit found, queued invalidation and interrupt remapping enabled",
+        p.is_some()
+    );
+    p
 }

@@ -56,7 +56,9 @@ pub fn run(p: &platform::Platform) {
     for _ in 0..RAISES {
         edu.raise(0);
     }
-    let got = time::wait_until(100, || p.sys.table().count(irq) >= u64::from(RAISES));
+    let got = time::wait_until(time::LATE_MS, || {
+        p.sys.table().count(irq) >= u64::from(RAISES)
+    });
     time::delay(2);
     let raw = counts::on(target.cpu, target.vector.0) - raw_before;
     edu.ack();

@@ -64,7 +64,7 @@ pub fn fire(p: &platform::Platform, nic: &E1000e, index: u32, irq: Irq) -> Fired
         counts::on(target.cpu, target.vector.0),
     );
     nic.raise(index);
-    time::wait_until(100, || p.sys.table().count(irq) > count0);
+    time::wait_until(time::LATE_MS, || p.sys.table().count(irq) > count0);
     // Room for the throttling echo, which a loaded host may delay.
     time::delay(5);
     Fired {
@@ -96,9 +96,16 @@ pub fn pending(p: &platform::Platform, dev: &Function, index: u32) -> bool {
         .expect("the MSI-X store")
 }
 
-/// Runs the MSI-X checks on the platform `p`; `tag` names the configuration in check names.
+/// Runs the MSI-X checks on the platform `p` with the first e1000e; `tag` names the
+/// configuration in check names.
 pub fn run(p: &platform::Platform, tag: &str) -> Option<Nic> {
-    let Some(device) = E1000e::find() else {
+    run_on(p, E1000e::find(), tag)
+}
+
+/// Runs the MSI-X checks on the platform `p` with `device` (none: the check that asks for one
+/// fails).
+pub fn run_on(p: &platform::Platform, device: Option<E1000e>, tag: &str) -> Option<Nic> {
+    let Some(device) = device else {
         check!(&format!("msix{tag}: an e1000e device"), false);
         return None;
     };
@@ -216,20 +223,24 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Nic> {
     let (count0, raw0) = (p.sys.table().count(irq4), raw());
     p.sys.mask(irq4).expect("mask");
     device.raise(DYNAMIC_INDEX);
+    // QEMU's throttling timer may hold the raise back, longer on a loaded host.
+    let latched = time::wait_until(time::LATE_MS, || pending(p, &dev, DYNAMIC_INDEX));
     time::delay(5);
-    let latched = pending(p, &dev, DYNAMIC_INDEX);
     let held = raw() == raw0;
     let unmask = p.sys.unmask(irq4);
-    time::wait_until(100, || p.sys.table().count(irq4) > count0);
+    time::wait_until(time::LATE_MS, || p.sys.table().count(irq4) > count0);
     time::delay(5);
     let after = Fired {
         counted: p.sys.table().count(irq4) - count0,
         arrived: raw() - raw0,
     };
     let cleared = !pending(p, &dev, DYNAMIC_INDEX);
+    // The latched message arrives once on unmask; QEMU's throttling echo of the masked raise
+    // may come after the unmask on a loaded host (seen once in 20 runs at load 15), so the
+    // bound is that of any raise: one message, or one plus the echo, each counted once.
     check!(
-        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it exactly once"),
-        latched && held && unmask.is_ok() && after.counted == 1 && after.arrived == 1 && cleared,
+        &format!("msix{tag}: a masked vector latches its PBA bit; unmask delivers it (plus at most QEMU's echo), each counted once"),
+        latched && held && unmask.is_ok() && after.ok() && cleared,
         "latched {latched}, held {held}, unmask {unmask:?}, after {after:?}, cleared {cleared}"
     );
 

@@ -14,13 +14,14 @@ use genmsi_x86::HpetStore;
 const PERIOD: u64 = 100_000;
 /// HPET timer configuration bit 6: the next comparator write also sets the period.
 const TN_VAL_SET: u64 = 1 << 6;
-/// Affinity changes.
-const MOVES: u32 = 24;
+/// Affinity changes at least: more on a machine with more CPUs, so that every CPU is visited.
+const MIN_MOVES: u32 = 24;
 
 /// Runs the SMP checks.
 pub fn run() {
     let p = platform::init();
     let cpus = smp::online();
+    let moves = MIN_MOVES.max(cpus);
     let hpet = Hpet::new();
     let mut store = HpetStore::new(hpet);
     let Some(timer) = (0..hpet.timers()).find(|&n| store.fsb_capable(n)) else {
@@ -52,12 +53,15 @@ pub fn run() {
     hpet.enable();
     let mut failures = Vec::new();
     let mut visited = Vec::new();
-    for i in 1..=MOVES {
+    for i in 1..=moves {
         let cpu = i % cpus;
-        time::delay(4);
+        let before = p.sys.table().cpu_count(cpu);
         if let Err(e) = p.sys.set_affinity(irq, &CpuMask::from_cpus([cpu])) {
             failures.push(e);
         }
+        // The move completes with the timer's first arrival on the new CPU: wait for it (a
+        // loaded host may hold the timer or the vCPU back) before the next move.
+        time::wait_until(time::LATE_MS, || p.sys.table().cpu_count(cpu) > before);
         let target = p.with_vector(|v| v.target(irq));
         // What the timer will send now, read back from its FSB route register.
         let route = match MsiFormat::parse(&hpet.fsb_route(timer)) {
@@ -67,9 +71,9 @@ pub fn run() {
         visited.push((cpu, target.map(|t| (t.cpu, t.vector)), route));
     }
     // The last move completes with the first arrival on its CPU, which a loaded host may delay.
-    let last = MOVES % cpus;
+    let last = moves % cpus;
     let on_last = p.sys.table().cpu_count(last);
-    time::wait_until(100, || p.sys.table().cpu_count(last) > on_last);
+    time::wait_until(time::LATE_MS, || p.sys.table().cpu_count(last) > on_last);
     // Stop the source, let the last arrivals land, then release the old vectors.
     p.sys.mask(irq).expect("mask");
     // The timer expires once per period from `start + PERIOD` on; QEMU folds expiries it
@@ -86,13 +90,15 @@ pub fn run() {
         "smp: every affinity change lands on the requested CPU and in the timer's FSB route",
         failures.is_empty()
             && visited.iter().all(|&(want, target, route)| {
-                target.is_some_and(|(cpu, vector)| cpu == want && route == Some((cpu, vector)))
+                target.is_some_and(|(cpu, vector)| {
+                    cpu == want && route == Some((smp::apic_id(cpu), vector))
+                })
             }),
         "errors {failures:?} moves (CPU, target, route) {visited:?}"
     );
     check!(
         "smp: the timer kept firing on every CPU while it moved",
-        per_cpu.iter().all(|&n| n > 0) && counted > u64::from(MOVES),
+        per_cpu.iter().all(|&n| n > 0) && counted > u64::from(moves),
         "per CPU {per_cpu:?}, counted {counted}"
     );
     check!(

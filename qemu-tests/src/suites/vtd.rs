@@ -62,7 +62,7 @@ pub fn run(args: &Args) {
         let target = p.with_vector(|v| v.target(irq)).expect("target");
         let raw = counts::on(1, target.vector.0);
         pin.edu.raise(0);
-        let got = time::wait_until(100, || ioapic::handled() == before + 1);
+        let got = time::wait_until(time::LATE_MS, || ioapic::handled() == before + 1);
         check!(
             "vtd: an affinity change rewrites the IRTE (that entry invalidated), not the RTE, and delivers on the new CPU",
             got && rte2 == rte

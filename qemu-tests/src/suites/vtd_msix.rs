@@ -4,6 +4,7 @@
 //! non-present IRTE blocks, and a requester id that fails the IRTE's source check blocks.
 //! Every IRTE write is followed by a completed invalidation that covers its entry.
 
+use crate::pci::{self, PciFunction};
 use crate::pcidev::{self, Function};
 use crate::suites::msix::{self, Nic, Store};
 use crate::{check, counts, platform, time, Args};
@@ -15,15 +16,20 @@ use genmsi_x86::irte::Svt;
 use genmsi_x86::msi::MsiFormat;
 use genmsi_x86::{FaultReason, Irte, IrteTable};
 
-/// The requester id the e1000e is registered under for the source-id check: a slot no
-/// device occupies in the runner's configuration.
-const WRONG_ADDRESS: PciAddress = PciAddress::new(0, 7, 0);
+/// The requester id the e1000e is registered under for the source-id check: the first
+/// location on bus 0 where enumeration found no function, so no real device can send from it.
+fn unused_address() -> Option<PciAddress> {
+    (0..32)
+        .map(|d| PciFunction::new(0, d, 0))
+        .find(|&f| !pci::present(f))
+        .map(|f| PciAddress::new(f.bus, f.device, f.function))
+}
 
 /// The IRTE of `irq`, decoded, with its index.
-fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
+pub fn irte(p: &platform::Platform, irq: Irq) -> Option<(u32, Irte)> {
     p.with_remap(|d| {
         let index = d.entry_of(irq)?;
-        Irte::parse(d.table().read(index), false)
+        Irte::parse(d.table().read(index), crate::lapic::x2apic())
             .ok()
             .map(|e| (index, e))
     })
@@ -40,7 +46,7 @@ fn entry_handle(p: &platform::Platform, dev: &Function, index: u32) -> Option<u3
 }
 
 /// Faults the unit recorded since the last call.
-fn faults(p: &platform::Platform) -> Vec<crate::devices::vtd::Fault> {
+pub fn faults(p: &platform::Platform) -> Vec<crate::devices::vtd::Fault> {
     p.with_remap(|d| d.invalidator().vtd.take_faults())
         .unwrap_or_default()
 }
@@ -52,7 +58,8 @@ pub fn run(p: &platform::Platform, args: &Args) {
         return;
     };
     let irq0 = nic.vectors.irqs()[0];
-    let rid = nic.dev.address.requester_id();
+    // Where enumeration found the device, not what the kernel registered it as.
+    let rid = nic.device.pci.requester_id();
     let live = [(0, irq0), (msix::DYNAMIC_INDEX, nic.dynamic)];
     let sourced = live.iter().all(|&(i, irq)| {
         irte(p, irq).is_some_and(|(index, e)| {
@@ -64,7 +71,7 @@ pub fn run(p: &platform::Platform, args: &Args) {
         .iter()
         .all(|&(_, irq)| irte(p, irq).is_some_and(|(index, _)| audit.written.contains(&index)));
     check!(
-        "vtd: MSI-X entries name present IRTEs that check the e1000e's requester id, each write invalidated",
+        "vtd: MSI-X entries name present IRTEs that check the e1000e's enumerated requester id, each write invalidated",
         sourced && written && audit.ok(),
         "requester id {rid:#06x}, IRTEs {:?}, IRTE writes {audit:?}",
         live.iter().map(|&(_, irq)| irte(p, irq)).collect::<Vec<_>>()
@@ -94,7 +101,7 @@ fn affinity(p: &platform::Platform, nic: &Nic) {
         moved.is_ok()
             && before[0] == after[0]
             && target.is_some_and(|t| t.cpu == 1)
-            && irte(p, irq0).is_some_and(|(index, e)| e.dest == 1 && audit.wrote_and_covered(index))
+            && irte(p, irq0).is_some_and(|(index, e)| e.dest == crate::smp::apic_id(1) && audit.wrote_and_covered(index))
             && fired.ok(),
         "move {moved:?}, entry {:?} -> {:?}, target {target:?}, fired {fired:?}, IRTE writes {audit:?}",
         before[0],
@@ -142,7 +149,7 @@ fn non_present(p: &platform::Platform, nic: &Nic, args: &Args) {
     let fault = recorded.iter().any(|f| {
         f.reason == FaultReason::NotPresent.code()
             && u32::from(f.index) == index
-            && f.source_id == nic.dev.address.requester_id()
+            && f.source_id == nic.device.pci.requester_id()
     });
     args.check_from(
         (8, 0),
@@ -155,7 +162,7 @@ fn non_present(p: &platform::Platform, nic: &Nic, args: &Args) {
 
 /// Writes MSI-X table entry `index` by hand, behind genmsi's back (the device side of a
 /// stale message).
-fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32; 4]) {
+pub fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32; 4]) {
     p.sys
         .with_store::<Store, _>(dev.id, SlotId::Default, |s| {
             let cap = *s.cap();
@@ -172,12 +179,11 @@ fn write_entry(p: &platform::Platform, dev: &Function, index: u32, dwords: [u32;
 /// The e1000e registered under a requester id that is not its own: the IRTE checks the wrong
 /// source, so the unit blocks the e1000e's message and records a source-id fault.
 fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, args: &Args) {
-    let dev = pcidev::register(
-        &p.sys,
-        "e1000e (wrong requester id)",
-        device.pci,
-        WRONG_ADDRESS,
-    );
+    let Some(wrong) = unused_address() else {
+        check!("vtd: a bus 0 location no device occupies", false);
+        return;
+    };
+    let dev = pcidev::register(&p.sys, "e1000e (wrong requester id)", device.pci, wrong);
     let vectors = pci_alloc_irq_vectors(
         &p.sys,
         &dev,
@@ -208,7 +214,7 @@ fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, arg
         && platform::unmapped() == unmapped;
     let recorded = faults(p);
     crate::println!("vtd: faults after the wrongly sourced MSI-X message: {recorded:?}");
-    let real = pcidev::address(device.pci).requester_id();
+    let real = device.pci.requester_id();
     // As above: without a recorded fault, nothing arriving does not show the message was sent.
     let fault = recorded.iter().any(|f| {
         f.reason == FaultReason::SourceId.code()
@@ -219,10 +225,10 @@ fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, arg
         (8, 0),
         &format!(
             "vtd: an IRTE whose source id ({:#06x}) is not the sender's ({real:#06x}) blocks the message and the fault is recorded",
-            WRONG_ADDRESS.requester_id()
+            wrong.requester_id()
         ),
         entry.is_some_and(|(_, e)| {
-            e.present && e.sid == WRONG_ADDRESS.requester_id() && e.svt == Svt::RequesterId && e.sq == 0
+            e.present && e.sid == wrong.requester_id() && e.svt == Svt::RequesterId && e.sq == 0
         }) && blocked,
         fault,
         format_args!("IRTE {entry:?}, blocked {blocked}, faults {recorded:?}"),
