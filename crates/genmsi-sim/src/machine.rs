@@ -223,10 +223,10 @@ impl Machine {
             put(&mut l.irr, v.0, false);
             put(&mut l.isr, v.0, true);
             let level = bit(&l.tmr, v.0);
-            let arrival = match self.vectors.lookup(cpu, v) {
-                Some(irq) if self.sys.handle(irq, cpu) == genmsi::Delivery::Handled => {
-                    *self.counts.entry((irq, cpu)).or_default() += 1;
-                    Arrival::Handled { irq, cpu }
+            let arrival = match self.vectors.lookup_ref(cpu, v) {
+                Some(r) if self.sys.handle_ref(r, cpu) == genmsi::Delivery::Handled => {
+                    *self.counts.entry((r.irq, cpu)).or_default() += 1;
+                    Arrival::Handled { irq: r.irq, cpu }
                 }
                 _ => Arrival::Stale { cpu, vector: v },
             };
