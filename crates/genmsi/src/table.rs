@@ -198,7 +198,12 @@ impl IrqTable {
     }
 
     fn deliver_in(&self, slot: &Slot, irq: Irq, generation: Option<u32>, cpu: u32) -> Delivery {
-        let mut flags = slot.flags.load(Ordering::SeqCst);
+        // Read through a read-modify-write, which reads the latest value in the flags'
+        // modification order: with the announcement above and the same on the configuration
+        // side (`synchronize`), that is what makes "one of the two sees the other" hold under
+        // any memory model, loom's included (loom treats SeqCst loads as acquire loads). The
+        // slot's cache line was just written by the announcement, so it costs little.
+        let mut flags = slot.flags.fetch_or(0, Ordering::SeqCst);
         loop {
             if generation.is_some_and(|g| g != generation_of(flags)) {
                 self.spurious.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +246,8 @@ impl IrqTable {
     /// handler.
     pub(crate) fn synchronize(&self, irq: Irq) {
         if let Some(s) = self.slot(irq) {
-            while s.inflight.load(Ordering::SeqCst) != 0 {
+            // A read-modify-write for the same reason as the delivery side's flags read.
+            while s.inflight.fetch_add(0, Ordering::SeqCst) != 0 {
                 spin_wait();
             }
         }
