@@ -164,3 +164,44 @@ fn a_full_cpu_goes_offline_with_an_unmaskable_msi_on_it() {
     assert_eq!(r.moved.len(), 101);
     assert_eq!(sys.irq_info(irq).unwrap().effective_cpu, Some(0));
 }
+
+/// Issue 12: `SharedIrteTable::write` with an index past the table panicked (slice index out
+/// of bounds). Now `try_write` refuses it with the index and the length, `write` ignores it,
+/// and no entry changes; property: any index, any entry, never a panic.
+mod irte_table_index {
+    use genmsi_x86::{IrteIndexOutOfRange, IrteTable, SharedIrteTable};
+    use proptest::prelude::*;
+
+    #[test]
+    fn an_index_past_the_table_is_refused_and_changes_nothing() {
+        let mut t = SharedIrteTable::new(4);
+        t.write(3, [0x11, 0x22]);
+        assert_eq!(
+            t.try_write(4, [1, 2]),
+            Err(IrteIndexOutOfRange { index: 4, len: 4 })
+        );
+        t.write(4, [1, 2]);
+        t.write(u32::MAX, [1, 2]);
+        assert_eq!(t.read(4), [0, 0]);
+        assert_eq!(t.read(u32::MAX), [0, 0]);
+        assert_eq!(
+            (0..4).map(|i| t.read(i)).collect::<Vec<_>>(),
+            vec![[0, 0], [0, 0], [0, 0], [0x11, 0x22]]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_write_is_in_range_or_refused(len in 0u32..64, index: u32, lo: u64, hi: u64) {
+            let mut t = SharedIrteTable::new(len);
+            let got = t.try_write(index, [lo, hi]);
+            if index < len {
+                prop_assert_eq!(got, Ok(()));
+                prop_assert_eq!(t.read(index), [lo, hi]);
+            } else {
+                prop_assert_eq!(got, Err(IrteIndexOutOfRange { index, len }));
+                prop_assert!((0..len).all(|i| t.read(i) == [0, 0]));
+            }
+        }
+    }
+}
