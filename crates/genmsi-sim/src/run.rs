@@ -366,6 +366,9 @@ impl Sim {
     /// [`QUIESCE`]): the device's posted writes land now, in order; every other device's
     /// writes stay in flight.
     fn quiesce(&mut self, n: usize) {
+        if !self.scenario.machine.quiesce {
+            return;
+        }
         let (mine, rest): (std::collections::VecDeque<InFlight>, _) = std::mem::take(&mut self.bus)
             .into_iter()
             .partition(|w| w.device == n);
