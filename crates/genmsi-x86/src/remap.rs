@@ -294,12 +294,19 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
             .handles
             .alloc(count, align)
             .ok_or(Error::NoRemapEntries { requested: count })?;
-        self.blocks.insert(first, n);
+        if req.block {
+            self.blocks.insert(first, n);
+        }
         for (i, r) in req.irqs.iter().enumerate() {
             let index = first + i as u32;
-            let (handle, subhandle) = match req.block {
-                true => (first as u16, i as u16),
-                false => (index as u16, 0),
+            // Only a multi-message block shares its entries (and its padding) until its last
+            // irq goes; any other irq's entry is its own and goes back when the irq is freed.
+            let (handle, subhandle, block) = match req.block {
+                true => (first as u16, i as u16, (first, count)),
+                false => {
+                    self.blocks.insert(index, 1);
+                    (index as u16, 0, (index, 1))
+                }
             };
             self.irqs.insert(
                 r.irq,
@@ -307,7 +314,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
                     index,
                     handle,
                     subhandle,
-                    block: (first, count),
+                    block,
                     sid: req.meta.requester_id,
                     level: r.level,
                     active: false,
