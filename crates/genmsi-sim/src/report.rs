@@ -108,6 +108,8 @@ pub struct Report {
     pub retriggered: u64,
     /// Writes flushed by a driver's quiesce before a free.
     pub quiesced: u64,
+    /// Writes in flight when an event started, summed over the events (they race it).
+    pub in_flight_at_events: u64,
     /// The waits the simulator models, each named with how it is modelled -> times used.
     pub waits: BTreeMap<String, u64>,
     /// Injected writes.
@@ -195,6 +197,7 @@ impl Report {
         }
         let _ = writeln!(o, "  retriggered {:>8}", self.retriggered);
         let _ = writeln!(o, "  quiesced   {:>8}", self.quiesced);
+        let _ = writeln!(o, "  in flight at events {:>8}", self.in_flight_at_events);
         for (w, n) in &self.waits {
             let _ = writeln!(o, "    wait x{n}: {w}");
         }

@@ -393,6 +393,8 @@ impl Sim {
     }
 
     fn event(&mut self, step: u64, e: &EventSpec) {
+        // Writes still on their way when the event starts: they race it.
+        self.report.in_flight_at_events += self.bus.len() as u64;
         let log =
             |s: &mut Sim, text: String| s.report.events.push(format!("step {step:>7}: {text}"));
         match e.kind {
