@@ -108,7 +108,7 @@ pub enum Arrival {
     /// Not an interrupt message (an ordinary memory write).
     NotInterrupt,
     /// Accepted into the IRR of `cpu`, not serviced yet (a higher-priority vector is in
-    /// service): it arrives later, among [`Machine::late`].
+    /// service): it arrives later, among [`Machine::take_late`].
     Pending {
         /// The CPU.
         cpu: u32,
@@ -233,7 +233,8 @@ impl Machine {
         own
     }
 
-    /// Arrivals that answer no write of their own, oldest first (see [`Machine::late`]).
+    /// Arrivals that answer no write of their own (vectors serviced after the one a write
+    /// raised, level lines firing again at end of interrupt, retriggers), oldest first.
     pub fn take_late(&mut self) -> Vec<Arrival> {
         std::mem::take(&mut self.late)
     }
