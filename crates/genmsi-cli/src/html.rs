@@ -154,16 +154,31 @@ fn summary(o: &mut String, r: &Value) {
     ] {
         let _ = write!(o, "<tr><th>{key}</th>{}</tr>", td(r, &format!("/{key}")));
     }
+    for (key, name) in [
+        ("retriggered", "retriggered"),
+        ("quiesced", "quiesced"),
+        ("in_flight_at_events", "in flight at events"),
+    ] {
+        let _ = write!(o, "<tr><th>{name}</th>{}</tr>", td(r, &format!("/{key}")));
+    }
     o.push_str("</table><ul>");
-    if let Some(reasons) = r["lost_reasons"].as_object() {
-        for reason in reasons.keys() {
+    for (map, what) in [("lost_reasons", "lost"), ("blocked_reasons", "blocked")] {
+        for reason in r[map].as_object().into_iter().flat_map(|m| m.keys()) {
             let _ = write!(
                 o,
-                "<li>lost: {}: {}</li>",
+                "<li>{what}: {}: {}</li>",
                 esc(reason),
-                span(r, &format!("/lost_reasons/{}", pointer_token(reason)))
+                span(r, &format!("/{map}/{}", pointer_token(reason)))
             );
         }
+    }
+    for wait in r["waits"].as_object().into_iter().flat_map(|m| m.keys()) {
+        let _ = write!(
+            o,
+            "<li>wait x{}: {}</li>",
+            span(r, &format!("/waits/{}", pointer_token(wait))),
+            esc(wait)
+        );
     }
     let _ = write!(
         o,

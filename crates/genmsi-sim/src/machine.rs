@@ -107,6 +107,14 @@ pub enum Arrival {
     NoCpu(u32),
     /// Not an interrupt message (an ordinary memory write).
     NotInterrupt,
+    /// Accepted into the IRR of `cpu`, not serviced yet (a higher-priority vector is in
+    /// service): it arrives later, among [`Machine::take_late`].
+    Pending {
+        /// The CPU.
+        cpu: u32,
+        /// The vector.
+        vector: Vector,
+    },
 }
 
 /// The simulated machine (see the module docs).
@@ -129,6 +137,10 @@ pub struct Machine {
     pub lines: BTreeMap<u32, bool>,
     /// Handled interrupts per (irq, cpu).
     pub counts: BTreeMap<(Irq, u32), u64>,
+    /// Arrivals that answer no write of their own: vectors serviced after the one a write
+    /// raised, level lines firing again at end of interrupt, retriggers by cleanup. The event
+    /// loop takes them ([`Machine::take_late`]) and accounts each one.
+    late: Vec<Arrival>,
     /// The IO-APIC's device id in the irq system, once registered.
     pub ioapic_device: Option<genmsi::DeviceId>,
     /// The remapping unit the IO-APIC sits behind.
@@ -173,6 +185,7 @@ impl Machine {
             ioapic: Shared::new(IoApicModel::new(24)),
             lines: BTreeMap::new(),
             counts: BTreeMap::new(),
+            late: Vec::new(),
             ioapic_device: None,
             ioapic_unit: 0,
         }
@@ -210,27 +223,39 @@ impl Machine {
         if !lapic.accept(vector, level) {
             return Arrival::Merged;
         }
-        self.service(dest)
-            .unwrap_or(Arrival::Stale { cpu: dest, vector })
+        let mut own = Arrival::Pending { cpu: dest, vector };
+        for (v, arrival) in self.service(dest) {
+            match v == vector {
+                true => own = arrival,
+                false => self.late.push(arrival),
+            }
+        }
+        own
     }
 
-    /// CPU `cpu` runs its interrupt entry for every pending vector, highest first; returns the
-    /// first arrival.
-    pub fn service(&mut self, cpu: u32) -> Option<Arrival> {
-        let mut first = None;
+    /// Arrivals that answer no write of their own (vectors serviced after the one a write
+    /// raised, level lines firing again at end of interrupt, retriggers), oldest first.
+    pub fn take_late(&mut self) -> Vec<Arrival> {
+        std::mem::take(&mut self.late)
+    }
+
+    /// CPU `cpu` runs its interrupt entry for every pending vector, highest first; returns
+    /// every arrival with its vector.
+    pub fn service(&mut self, cpu: u32) -> Vec<(Vector, Arrival)> {
+        let mut done = Vec::new();
         while let Some(v) = self.lapics[cpu as usize].next() {
             let l = &mut self.lapics[cpu as usize];
             put(&mut l.irr, v.0, false);
             put(&mut l.isr, v.0, true);
             let level = bit(&l.tmr, v.0);
-            let arrival = match self.vectors.lookup(cpu, v) {
-                Some(irq) if self.sys.handle(irq, cpu) == genmsi::Delivery::Handled => {
-                    *self.counts.entry((irq, cpu)).or_default() += 1;
-                    Arrival::Handled { irq, cpu }
+            let arrival = match self.vectors.lookup_ref(cpu, v) {
+                Some(r) if self.sys.handle_ref(r, cpu) == genmsi::Delivery::Handled => {
+                    *self.counts.entry((r.irq, cpu)).or_default() += 1;
+                    Arrival::Handled { irq: r.irq, cpu }
                 }
                 _ => Arrival::Stale { cpu, vector: v },
             };
-            first.get_or_insert(arrival);
+            done.push((v, arrival));
             if let Arrival::Handled { irq, .. } = arrival {
                 // A level source is quieted by its handler before the end of interrupt.
                 self.quiet(irq);
@@ -240,7 +265,7 @@ impl Machine {
                 self.eoi_broadcast(v);
             }
         }
-        first
+        done
     }
 
     /// Level-triggered pins belong to devices whose handler deasserts the line.
@@ -268,7 +293,9 @@ impl Machine {
             if same && Rte::status(raw).1 {
                 self.set_remote_irr(pin, false);
                 if self.lines[&pin] {
-                    self.fire_pin(pin);
+                    // The line is still asserted: the interrupt latched at the pin goes now.
+                    let again = self.fire_pin(pin);
+                    self.late.extend(again);
                 }
             }
         }
@@ -322,8 +349,9 @@ impl Machine {
     }
 
     /// Runs the vector domain's cleanup against the local APICs; retriggered interrupts are
-    /// delivered on their new target. Returns (released, retriggered arrivals).
-    pub fn cleanup(&mut self) -> (usize, Vec<Arrival>) {
+    /// delivered on their new target and join [`Machine::take_late`]. Returns (released,
+    /// retriggered).
+    pub fn cleanup(&mut self) -> (usize, usize) {
         let lapics = self.lapics.clone();
         let report = self
             .sys
@@ -331,19 +359,24 @@ impl Machine {
                 v.cleanup(&|cpu, vec| lapics.get(cpu as usize).is_some_and(|l| l.pending(vec)))
             })
             .expect("the vector domain is registered");
-        let mut again = Vec::new();
+        let retriggered = report.retrigger.len();
         for irq in report.retrigger {
             let target = self
                 .sys
                 .with_domain::<VectorDomain, _>(self.vector, |v| v.target(irq))
                 .expect("the vector domain is registered");
+            // A retrigger merges with the same vector already pending there, like an edge.
             if let Some(t) = target {
-                if self.lapics[t.cpu as usize].accept(t.vector, false) {
-                    again.extend(self.service(t.cpu));
+                match self.lapics[t.cpu as usize].accept(t.vector, false) {
+                    true => {
+                        let arrivals = self.service(t.cpu);
+                        self.late.extend(arrivals.into_iter().map(|(_, a)| a));
+                    }
+                    false => self.late.push(Arrival::Merged),
                 }
             }
         }
-        (report.released.len(), again)
+        (report.released.len(), retriggered)
     }
 
     /// Runs `f` on the vector domain.

@@ -139,6 +139,16 @@ pub struct Report {
     pub faults: BTreeMap<String, u64>,
     /// Why interrupts were lost: reason -> count.
     pub lost_reasons: BTreeMap<String, u64>,
+    /// Why legitimate interrupts were blocked: fault reason -> count.
+    pub blocked_reasons: BTreeMap<String, u64>,
+    /// Interrupts retriggered by cleanup (pending in the IRR of a CPU that went away).
+    pub retriggered: u64,
+    /// Writes flushed by a driver's quiesce before a free.
+    pub quiesced: u64,
+    /// Writes in flight when an event started, summed over the events (they race it).
+    pub in_flight_at_events: u64,
+    /// The waits the simulator models, each named with how it is modelled -> times used.
+    pub waits: BTreeMap<String, u64>,
     /// Injected writes.
     pub injected: Injected,
     /// Things that should not have happened.
@@ -166,9 +176,15 @@ pub struct Report {
 }
 
 impl Report {
-    /// True when nothing was lost and nothing unexpected happened.
+    /// True when every raised interrupt ended delivered (once) or as a named merge: nothing
+    /// lost, nothing blocked, nothing still pending, nothing unexpected, and the counters add
+    /// up (`raised = delivered + blocked + lost + pending + merged`).
     pub fn ok(&self) -> bool {
-        self.lost == 0 && self.blocked == 0 && self.unexpected.is_empty()
+        self.lost == 0
+            && self.blocked == 0
+            && self.pending == 0
+            && self.unexpected.is_empty()
+            && self.raised == self.delivered + self.blocked + self.lost + self.pending + self.merged
     }
 
     /// The human-readable report.
@@ -220,6 +236,15 @@ impl Report {
         let _ = writeln!(o, "  merged    {:>10}", self.merged);
         for (r, n) in &self.lost_reasons {
             let _ = writeln!(o, "    lost: {r}: {n}");
+        }
+        for (r, n) in &self.blocked_reasons {
+            let _ = writeln!(o, "    blocked: {r}: {n}");
+        }
+        let _ = writeln!(o, "  retriggered {:>8}", self.retriggered);
+        let _ = writeln!(o, "  quiesced   {:>8}", self.quiesced);
+        let _ = writeln!(o, "  in flight at events {:>8}", self.in_flight_at_events);
+        for (w, n) in &self.waits {
+            let _ = writeln!(o, "    wait x{n}: {w}");
         }
         let i = &self.injected;
         let _ = writeln!(

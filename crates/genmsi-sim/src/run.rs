@@ -1,7 +1,7 @@
 //! The seeded event loop: traffic, scheduled events, fault injection, counting.
 
 use crate::devices::{platform, Device, Raised, SetupError};
-use crate::machine::{Arrival, Machine};
+use crate::machine::{Arrival, Lapic, Machine};
 use crate::report::{DeviceReport, IrqRow, Report, VectorUse};
 use crate::scenario::{parse_cpulist, DeviceKind, EventKind, EventSpec, Scenario};
 use crate::snapshot::{bucket_steps, EventMark, Sampler};
@@ -48,6 +48,18 @@ struct InFlight {
 
 /// Longest posted-write latency, in steps.
 const MAX_LATENCY: u64 = 3;
+
+/// The one wait a driver makes before it frees vectors, and how the simulator models it.
+pub const QUIESCE: &str = "driver quiesce before a free (modelled): a read of the device \
+     flushes its posted writes (a read completion cannot pass them, PCIe ordering), so that \
+     device's writes in flight land, in order, before its vectors are freed; every other \
+     device's writes stay in flight";
+
+/// The kernel's wait before a dying CPU stops, and how the simulator models it.
+pub const OFFLINE_WAIT: &str = "CPU-offline wait (modelled): after the irqs moved, the dying \
+     CPU waits as long as the longest write latency (MAX_LATENCY steps, like the delay in \
+     Linux's fixup_irqs), so every write in flight lands, then cleanup retriggers what its IRR \
+     still holds; no new traffic is generated during the wait";
 
 /// A simulation ready to run.
 #[derive(Debug)]
@@ -160,6 +172,7 @@ impl Sim {
             while next_event < events.len() && events[next_event].at <= step {
                 let e = events[next_event].clone();
                 self.marked_event(step, &e);
+                self.replay_latched();
                 next_event += 1;
             }
             if total_weight > 0.0 {
@@ -179,6 +192,7 @@ impl Sim {
         self.land(u64::MAX);
         for e in &events[next_event..] {
             self.marked_event(steps, e);
+            self.replay_latched();
         }
         self.cleanup();
         self.sample();
@@ -239,13 +253,87 @@ impl Sim {
     fn land(&mut self, now: u64) {
         while self.bus.front().is_some_and(|w| w.due <= now) {
             let w = self.bus.pop_front().expect("checked");
-            let d = &self.devices[w.device];
-            let arrival = self.machine.write(&w.msg, d.rid, d.unit);
-            self.account(w.device, w.irq, Raised::Sent(arrival));
+            self.land_one(w);
         }
     }
 
+    fn land_one(&mut self, w: InFlight) {
+        let d = &self.devices[w.device];
+        let arrival = self.machine.write(&w.msg, d.rid, d.unit);
+        self.account(w.device, w.irq, Raised::Sent(arrival));
+    }
+
+    /// Devices with a managed irq whose effective CPU is `cpu`.
+    fn managed_on(&self, cpu: u32) -> Vec<usize> {
+        (0..self.devices.len())
+            .filter(|&n| {
+                self.devices[n].live.iter().any(|&(_, irq)| {
+                    self.machine
+                        .sys
+                        .irq_info(irq)
+                        .is_some_and(|i| i.desc.managed && i.effective_cpu == Some(cpu))
+                })
+            })
+            .collect()
+    }
+
     fn account(&mut self, n: usize, irq: Irq, outcome: Raised) {
+        self.account_one(n, irq, outcome);
+        self.settle();
+    }
+
+    /// Accounts the arrivals that answer no write of their own: each ends an interrupt that
+    /// was counted as pending (waiting in an IRR, or latched at a pin or an entry).
+    fn settle(&mut self) {
+        for arrival in self.machine.take_late() {
+            self.settle_one(arrival);
+        }
+    }
+
+    fn settle_one(&mut self, arrival: Arrival) {
+        {
+            let r = &mut self.report;
+            if r.pending == 0 {
+                r.unexpected.push(format!(
+                    "an arrival no raised interrupt waits for: {arrival:?}"
+                ));
+                return;
+            }
+            r.pending -= 1;
+            match arrival {
+                Arrival::Handled { irq, .. } => {
+                    r.delivered += 1;
+                    if let Some(&(n, _)) = self.per_irq.get(&irq) {
+                        self.devices[n].delivered += 1;
+                    }
+                }
+                Arrival::Merged => r.merged += 1,
+                Arrival::Pending { .. } => r.pending += 1,
+                other => {
+                    r.lost += 1;
+                    let why = format!("a latched interrupt went out and ended {other:?}");
+                    *r.lost_reasons.entry(why).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// A masked MSI-X entry latches its interrupt in the PBA; once the entry is unmasked the
+    /// device sends it. After every event (which may unmask entries) each live entry with its
+    /// pending bit set is replayed, and the replay settles the latched interrupt.
+    fn replay_latched(&mut self) {
+        for n in 0..self.devices.len() {
+            let live: Vec<u32> = self.devices[n].live.iter().map(|&(i, _)| i).collect();
+            for index in live {
+                if let Some(arrival) = self.devices[n].replay(&mut self.machine, index) {
+                    self.settle_one(arrival);
+                }
+            }
+        }
+        self.settle();
+    }
+
+    fn account_one(&mut self, n: usize, irq: Irq, outcome: Raised) {
         let r = &mut self.report;
         let mut lost = |why: String| {
             r.lost += 1;
@@ -278,6 +366,7 @@ impl Sim {
             Raised::Sent(Arrival::Merged) => r.merged += 1,
             Raised::Sent(Arrival::Blocked(f)) => {
                 r.blocked += 1;
+                *r.blocked_reasons.entry(fault_name(f)).or_default() += 1;
                 r.unexpected.push(format!(
                     "{}: legitimate interrupt of irq {} blocked: {}",
                     self.devices[n].name,
@@ -290,17 +379,40 @@ impl Sim {
             Raised::Sent(Arrival::NotInterrupt) => {
                 lost("written outside the interrupt range".into())
             }
-            Raised::Latched => r.pending += 1,
+            Raised::Sent(Arrival::Pending { .. }) | Raised::Latched => r.pending += 1,
             Raised::Disabled => lost("the device's interrupt mechanism was disabled".into()),
         }
     }
 
     fn cleanup(&mut self) {
-        // Interrupts are serviced as they land, so nothing is pending in an IRR here and the
-        // cleanup has nothing to retrigger; a retriggered interrupt would be a second delivery
-        // of one already counted, so it is not counted again.
-        let (released, _retriggered) = self.machine.cleanup();
+        // A retriggered interrupt was pending in the IRR of a CPU that went away: its raise was
+        // counted as pending, and the retrigger's arrival settles it.
+        let (released, retriggered) = self.machine.cleanup();
         self.report.vectors_released += released as u64;
+        self.report.retriggered += retriggered as u64;
+        self.settle();
+    }
+
+    /// The driver's quiesce before it frees vectors of device `n` (modelled, see
+    /// [`QUIESCE`]): the device's posted writes land now, in order; every other device's
+    /// writes stay in flight.
+    fn quiesce(&mut self, n: usize) {
+        if !self.scenario.machine.quiesce {
+            return;
+        }
+        let (mine, rest): (std::collections::VecDeque<InFlight>, _) = std::mem::take(&mut self.bus)
+            .into_iter()
+            .partition(|w| w.device == n);
+        self.bus = rest;
+        self.report.quiesced += mine.len() as u64;
+        self.note_wait(QUIESCE);
+        for w in mine {
+            self.land_one(w);
+        }
+    }
+
+    fn note_wait(&mut self, what: &str) {
+        *self.report.waits.entry(what.into()).or_default() += 1;
     }
 
     fn device(&self, name: &Option<String>) -> usize {
@@ -312,6 +424,8 @@ impl Sim {
     }
 
     fn event(&mut self, step: u64, e: &EventSpec) {
+        // Writes still on their way when the event starts: they race it.
+        self.report.in_flight_at_events += self.bus.len() as u64;
         let log =
             |s: &mut Sim, text: String| s.report.events.push(format!("step {step:>7}: {text}"));
         match e.kind {
@@ -348,16 +462,21 @@ impl Sim {
             }
             EventKind::CpuOffline => {
                 let cpu = e.cpu.expect("checked");
-                // Drivers of managed irqs quiesce their queues on this CPU before it goes
-                // (their irqs are shut down below), and writes already on their way land.
-                self.land(u64::MAX);
+                // Drivers of managed irqs on this CPU quiesce their queues before it goes
+                // (blk-mq drains a dying CPU's hardware queue; their irqs are shut down below).
+                for n in self.managed_on(cpu) {
+                    self.quiesce(n);
+                }
+                // Every other write stays in flight across the moves.
                 match self.machine.sys.cpu_offline(cpu) {
                     Ok(r) => {
-                        // Like the kernel's short wait before a dying CPU stops: anything the
-                        // moves left latched there is retriggered by the cleanup before its
-                        // local APIC goes away.
+                        // The kernel's wait before a dying CPU stops (modelled, see
+                        // [`OFFLINE_WAIT`]), then the cleanup retriggers what is still pending
+                        // in its IRR before its local APIC goes away.
+                        self.note_wait(OFFLINE_WAIT);
+                        self.land(self.step + MAX_LATENCY);
                         self.cleanup();
-                        self.machine.lapics[cpu as usize].online = false;
+                        self.machine.lapics[cpu as usize] = Lapic::default();
                         let text = format!(
                             "CPU {cpu} offline: {} irq(s) moved, {} managed irq(s) shut down",
                             r.moved.len(),
@@ -397,11 +516,13 @@ impl Sim {
                 self.storm(n, &mask, step);
             }
             EventKind::GuestUnmask | EventKind::GuestMask => {
-                // A driver quiesces before it frees: writes already posted land first.
-                self.land(u64::MAX);
                 let n = self.device(&e.device);
                 let index = e.index.expect("checked");
                 let unmask = e.kind == EventKind::GuestUnmask;
+                if !unmask {
+                    // The VMM quiesces the host entry before it frees its vector.
+                    self.quiesce(n);
+                }
                 let name = self.devices[n].name.clone();
                 let r = match unmask {
                     true => self.devices[n].alloc_at(&self.machine, index).map(|irq| format!("guest unmasked entry {index}: host vector allocated at index {index} (irq {}) with the others live", irq.0)),
@@ -412,9 +533,12 @@ impl Sim {
                 self.index_irqs();
             }
             EventKind::Queues => {
-                self.land(u64::MAX);
                 let n = self.device(&e.device);
                 let count = e.count.unwrap_or(0);
+                if count < 0 {
+                    // The driver quiesces the queues it destroys; creation needs no wait.
+                    self.quiesce(n);
+                }
                 let mask = e.cpus.as_deref().and_then(parse_cpulist);
                 let (mut done, mut refused) = (0, None);
                 for _ in 0..count.unsigned_abs() {
@@ -524,7 +648,6 @@ impl Sim {
     /// Allocates IMS entries on `mask` until the platform refuses, checks that the refusal
     /// changed nothing, then frees them.
     fn storm(&mut self, n: usize, mask: &CpuMask, step: u64) {
-        self.land(u64::MAX);
         let before = (
             self.machine.sys.stats(),
             self.machine.with_vectors(|v| v.matrix().total_allocated()),

@@ -79,6 +79,11 @@ pub struct MachineSpec {
     /// Run the vector cleanup every this many steps.
     #[serde(default = "default_cleanup")]
     pub cleanup_every: u64,
+    /// Drivers quiesce a device (flush its posted writes) before they free its vectors, as
+    /// real drivers do. `false` frees with the writes still in flight: a check that the
+    /// accounting sees what that costs.
+    #[serde(default = "yes")]
+    pub quiesce: bool,
 }
 
 fn yes() -> bool {

@@ -59,5 +59,5 @@ pub use hpet::{HpetRegs, HpetStore};
 pub use ioapic::{IoApicRegs, IoApicStore, PinConfig};
 pub use irte::{FaultReason, InvDescriptor, Irte};
 pub use matrix::{MatrixError, VectorMatrix};
-pub use remap::{Invalidate, IrDomain, IrUnit, IrteTable, SharedIrteTable};
+pub use remap::{Invalidate, IrDomain, IrUnit, IrteIndexOutOfRange, IrteTable, SharedIrteTable};
 pub use vector::{CleanupReport, Target, VectorDomain, VectorTable};

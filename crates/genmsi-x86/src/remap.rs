@@ -37,7 +37,9 @@ pub trait IrteTable: Send {
     }
     /// Writes entry `index`. An implementation must make the hardware see either the old or the
     /// new entry (a 128-bit atomic store, or: high quadword first when the entry becomes
-    /// present, low quadword first when it stops being present).
+    /// present, low quadword first when it stops being present). [`IrDomain`] writes only
+    /// indices below [`IrteTable::len`]; an implementation must ignore any other index rather
+    /// than panic (it is not an entry of the table).
     fn write(&mut self, index: u32, entry: [u64; 2]);
     /// Reads entry `index`.
     fn read(&self, index: u32) -> [u64; 2];
@@ -64,15 +66,21 @@ impl SharedIrteTable {
                 .collect(),
         )
     }
-}
 
-impl IrteTable for SharedIrteTable {
-    fn len(&self) -> u32 {
-        (self.0.len() / 2) as u32
-    }
-
-    fn write(&mut self, index: u32, entry: [u64; 2]) {
-        let (lo, hi) = (&self.0[index as usize * 2], &self.0[index as usize * 2 + 1]);
+    /// Writes entry `index` (see [`IrteTable::write`]), or refuses an index past the table
+    /// with the table's length, leaving every entry as it was.
+    pub fn try_write(
+        &mut self,
+        index: u32,
+        entry: [u64; 2],
+    ) -> core::result::Result<(), IrteIndexOutOfRange> {
+        let at = (index as usize).saturating_mul(2);
+        let (Some(lo), Some(hi)) = (self.0.get(at), self.0.get(at.saturating_add(1))) else {
+            return Err(IrteIndexOutOfRange {
+                index,
+                len: self.len(),
+            });
+        };
         if entry[0] & 1 != 0 {
             hi.store(entry[1], Ordering::Release);
             lo.store(entry[0], Ordering::Release);
@@ -80,11 +88,42 @@ impl IrteTable for SharedIrteTable {
             lo.store(entry[0], Ordering::Release);
             hi.store(entry[1], Ordering::Release);
         }
+        Ok(())
+    }
+}
+
+/// An IRTE index past the end of the remapping table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrteIndexOutOfRange {
+    /// The index asked for.
+    pub index: u32,
+    /// The number of entries of the table.
+    pub len: u32,
+}
+
+impl core::fmt::Display for IrteIndexOutOfRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "IRTE index {} past a table of {} entries",
+            self.index, self.len
+        )
+    }
+}
+
+impl IrteTable for SharedIrteTable {
+    fn len(&self) -> u32 {
+        (self.0.len() / 2) as u32
+    }
+
+    /// Ignores an index past the table (see [`SharedIrteTable::try_write`] for the error).
+    fn write(&mut self, index: u32, entry: [u64; 2]) {
+        let _ = self.try_write(index, entry);
     }
 
     fn read(&self, index: u32) -> [u64; 2] {
-        let i = index as usize * 2;
-        match (self.0.get(i), self.0.get(i + 1)) {
+        let i = (index as usize).saturating_mul(2);
+        match (self.0.get(i), self.0.get(i.saturating_add(1))) {
             (Some(lo), Some(hi)) => [lo.load(Ordering::Acquire), hi.load(Ordering::Acquire)],
             _ => [0, 0],
         }
@@ -255,12 +294,19 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
             .handles
             .alloc(count, align)
             .ok_or(Error::NoRemapEntries { requested: count })?;
-        self.blocks.insert(first, n);
+        if req.block {
+            self.blocks.insert(first, n);
+        }
         for (i, r) in req.irqs.iter().enumerate() {
             let index = first + i as u32;
-            let (handle, subhandle) = match req.block {
-                true => (first as u16, i as u16),
-                false => (index as u16, 0),
+            // Only a multi-message block shares its entries (and its padding) until its last
+            // irq goes; any other irq's entry is its own and goes back when the irq is freed.
+            let (handle, subhandle, block) = match req.block {
+                true => (first as u16, i as u16, (first, count)),
+                false => {
+                    self.blocks.insert(index, 1);
+                    (index as u16, 0, (index, 1))
+                }
             };
             self.irqs.insert(
                 r.irq,
@@ -268,7 +314,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
                     index,
                     handle,
                     subhandle,
-                    block: (first, count),
+                    block,
                     sid: req.meta.requester_id,
                     level: r.level,
                     active: false,

@@ -21,16 +21,30 @@ use crate::msi::CompatMsi;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
-use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, Result};
+#[cfg(not(loom))]
+use core::sync::atomic::{AtomicU64, Ordering};
+use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, IrqRef, Result};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// Entry flag: an interrupt arrived through this entry since it was mapped.
-const SEEN: u32 = 1 << 31;
+const SEEN: u64 = 1 << 31;
+/// Entry bits 30:0 hold the irq number plus one (0: unmapped), bits 63:32 its generation.
+const IRQ_BITS: u64 = SEEN - 1;
 
-/// Per CPU, vector -> irq: what the CPU's interrupt entry consults (Linux's `vector_irq`).
-/// Lock-free: the configuration path stores, the delivery path loads.
+fn decode(e: u64) -> Option<IrqRef> {
+    (e & IRQ_BITS != 0).then(|| IrqRef {
+        irq: Irq((e & IRQ_BITS) as u32 - 1),
+        generation: (e >> 32) as u32,
+    })
+}
+
+/// Per CPU, vector -> irq allocation: what the CPU's interrupt entry consults (Linux's
+/// `vector_irq`). Lock-free: the configuration path stores, the delivery path loads. An entry
+/// names the irq *and its generation*, so that a lookup delayed past a free and a reuse of the
+/// number is refused by [`genmsi::IrqSystem::handle_ref`] instead of reaching the new owner.
 pub struct VectorTable {
-    entries: alloc::boxed::Box<[AtomicU32]>,
+    entries: alloc::boxed::Box<[AtomicU64]>,
 }
 
 impl core::fmt::Debug for VectorTable {
@@ -52,32 +66,37 @@ impl VectorTable {
     fn new(nr_cpus: u32) -> Self {
         VectorTable {
             entries: (0..nr_cpus as usize * 256)
-                .map(|_| AtomicU32::new(0))
+                .map(|_| AtomicU64::new(0))
                 .collect(),
         }
     }
 
-    fn slot(&self, cpu: u32, vector: Vector) -> Option<&AtomicU32> {
+    fn slot(&self, cpu: u32, vector: Vector) -> Option<&AtomicU64> {
         self.entries.get(cpu as usize * 256 + usize::from(vector.0))
     }
 
-    /// The irq mapped at (cpu, vector), marking the entry as used (the delivery path).
-    pub fn lookup(&self, cpu: u32, vector: Vector) -> Option<Irq> {
+    /// The irq allocation mapped at (cpu, vector), marking the entry as used (the delivery
+    /// path). Deliver it with [`genmsi::IrqSystem::handle_ref`].
+    pub fn lookup_ref(&self, cpu: u32, vector: Vector) -> Option<IrqRef> {
         let slot = self.slot(cpu, vector)?;
         let e = slot.load(Ordering::Acquire);
-        if e == 0 {
-            return None;
-        }
+        let r = decode(e)?;
         if e & SEEN == 0 {
             slot.fetch_or(SEEN, Ordering::AcqRel);
         }
-        Some(Irq((e & !SEEN) - 1))
+        Some(r)
+    }
+
+    /// The irq number mapped at (cpu, vector), marking the entry as used. The number alone
+    /// may be freed and reused before the caller delivers it: the delivery path uses
+    /// [`VectorTable::lookup_ref`].
+    pub fn lookup(&self, cpu: u32, vector: Vector) -> Option<Irq> {
+        self.lookup_ref(cpu, vector).map(|r| r.irq)
     }
 
     /// The irq mapped at (cpu, vector), without marking it.
     pub fn peek(&self, cpu: u32, vector: Vector) -> Option<Irq> {
-        let e = self.slot(cpu, vector)?.load(Ordering::Acquire);
-        (e != 0).then(|| Irq((e & !SEEN) - 1))
+        decode(self.slot(cpu, vector)?.load(Ordering::Acquire)).map(|r| r.irq)
     }
 
     /// True when an interrupt arrived through (cpu, vector) since it was mapped: for a new
@@ -87,9 +106,13 @@ impl VectorTable {
             .is_some_and(|s| s.load(Ordering::Acquire) & SEEN != 0)
     }
 
-    fn map(&self, cpu: u32, vector: Vector, irq: Irq) {
+    fn map(&self, cpu: u32, vector: Vector, r: IrqRef) {
         if let Some(s) = self.slot(cpu, vector) {
-            s.store(irq.0 + 1, Ordering::Release);
+            let irq = u64::from(r.irq.0) + 1;
+            s.store(
+                (u64::from(r.generation) << 32) | (irq & IRQ_BITS),
+                Ordering::Release,
+            );
         }
     }
 
@@ -113,6 +136,8 @@ pub struct Target {
 
 #[derive(Clone, Debug)]
 struct VectorData {
+    /// The irq allocation the vector table maps for this irq.
+    irq_ref: IrqRef,
     affinity: CpuMask,
     managed: bool,
     level: bool,
@@ -358,6 +383,10 @@ impl Domain for VectorDomain {
             self.irqs.insert(
                 r.irq,
                 VectorData {
+                    irq_ref: IrqRef {
+                        irq: r.irq,
+                        generation: r.generation,
+                    },
                     affinity: r.affinity.clone(),
                     managed: r.managed,
                     level: r.level,
@@ -393,7 +422,7 @@ impl Domain for VectorDomain {
         }
         let mask = d.affinity.clone();
         let t = self.take(&mask, d.managed, !d.managed)?;
-        self.table.map(t.cpu, t.vector, irq);
+        self.table.map(t.cpu, t.vector, d.irq_ref);
         self.irqs.get_mut(&irq).expect("checked").current = Some(t);
         self.compose(&d, t)
     }
@@ -436,7 +465,7 @@ impl Domain for VectorDomain {
             let data = self.irqs.get_mut(&irq).expect("checked");
             let t = data.old.remove(pos);
             // Mapped afresh: its "seen" mark dates from before and must not complete this move.
-            self.table.map(t.cpu, t.vector, irq);
+            self.table.map(t.cpu, t.vector, d.irq_ref);
             data.old.push(cur);
             data.current = Some(t);
             data.completed = false;
@@ -464,9 +493,9 @@ impl Domain for VectorDomain {
         } else {
             (self.take(mask, d.managed, false)?, None)
         };
-        self.table.map(new.cpu, new.vector, irq);
+        self.table.map(new.cpu, new.vector, d.irq_ref);
         if let Some(t) = interim {
-            self.table.map(t.cpu, t.vector, irq);
+            self.table.map(t.cpu, t.vector, d.irq_ref);
         }
         let data = self.irqs.get_mut(&irq).expect("checked");
         data.old.push(cur);

@@ -194,6 +194,7 @@ impl<R: RawMutex> IrqSystem<R> {
         let requests: Vec<IrqRequest> = (0..count)
             .map(|i| IrqRequest {
                 irq: Irq(irq0 + i),
+                generation: self.table.irq_ref(Irq(irq0 + i)).generation,
                 index: first + i,
                 affinity: match opts.spread {
                     true => CpuMask::single(nth_cpu(&affinity, i)),
@@ -402,6 +403,7 @@ impl<R: RawMutex> IrqSystem<R> {
             let desc = &dd.descs[&index];
             requests.push(IrqRequest {
                 irq: desc.irq,
+                generation: self.table.irq_ref(desc.irq).generation,
                 index,
                 affinity: desc.affinity.clone(),
                 managed: desc.managed,

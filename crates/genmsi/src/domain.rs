@@ -39,6 +39,9 @@ pub struct DeviceMeta {
 pub struct IrqRequest {
     /// The irq number.
     pub irq: Irq,
+    /// The generation of this allocation of the number: what a table the delivery path reads
+    /// maps, as an [`IrqRef`](crate::IrqRef), so that a stale lookup is refused after reuse.
+    pub generation: u32,
     /// The store index it is for.
     pub index: u32,
     /// The CPUs it may target (already restricted to online CPUs).

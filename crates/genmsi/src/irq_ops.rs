@@ -1,7 +1,7 @@
 //! Per-irq operations (activate, deactivate, move, mask) and CPU hotplug.
 
 use crate::system::{device_domain, locate, Config, IrqSystem, OfflineReport};
-use crate::table::Delivery;
+use crate::table::{Delivery, IrqRef};
 use crate::walk::{activate_irq, chain_of, deactivate_irq, move_irq, node};
 use crate::{CpuMask, Error, Irq, Msg, Result};
 use alloc::vec::Vec;
@@ -76,11 +76,13 @@ impl<R: RawMutex> IrqSystem<R> {
     /// irq's CPU; a store with per-vector masks delivers its own pending bit.
     pub fn unmask(&self, irq: Irq) -> Result<Option<Delivery>> {
         let replay_on = self.set_masked(irq, false)?;
-        Ok(replay_on.map(|cpu| self.table.deliver(irq, cpu)))
+        // Replayed after the lock is dropped, through the allocation seen under it: if the irq
+        // is freed meanwhile, the replay is stale rather than the number's next owner's.
+        Ok(replay_on.map(|(r, cpu)| self.table.deliver_ref(r, cpu)))
     }
 
-    /// Returns the CPU to replay a latched interrupt on, after an unmask.
-    fn set_masked(&self, irq: Irq, masked: bool) -> Result<Option<u32>> {
+    /// Returns the allocation and the CPU to replay a latched interrupt on, after an unmask.
+    fn set_masked(&self, irq: Irq, masked: bool) -> Result<Option<(IrqRef, u32)>> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
         let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
@@ -112,7 +114,9 @@ impl<R: RawMutex> IrqSystem<R> {
         }
         self.table.set_soft_masked(irq, masked);
         Ok(match masked {
-            false if self.table.take_pending(irq) => d.effective_cpu,
+            false if self.table.take_pending(irq) => {
+                d.effective_cpu.map(|cpu| (self.table.irq_ref(irq), cpu))
+            }
             _ => None,
         })
     }

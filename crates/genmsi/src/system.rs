@@ -3,7 +3,7 @@
 
 use crate::device::{Device, DeviceDomain};
 use crate::range::RangeAllocator;
-use crate::table::{Delivery, HandlerId, IrqHandler, IrqTable};
+use crate::table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};
 use crate::{
     CpuMask, DeviceId, DeviceMeta, Domain, DomainId, Error, Irq, MsgStore, MsiDesc, Result, SlotId,
     StoreCaps,
@@ -177,9 +177,18 @@ impl<R: RawMutex> IrqSystem<R> {
         &self.table
     }
 
-    /// Delivers one interrupt of `irq` on `cpu`: the delivery path, lock-free.
+    /// Delivers one interrupt of `irq` on `cpu`: the delivery path, lock-free. For an irq
+    /// found in a vector table use [`IrqSystem::handle_ref`]: a number looked up before a free
+    /// may belong to another device by the time it is handled.
     pub fn handle(&self, irq: Irq, cpu: u32) -> Delivery {
         self.table.deliver(irq, cpu)
+    }
+
+    /// Delivers one interrupt of the irq allocation `r` (what a vector table maps) on `cpu`:
+    /// the delivery path, lock-free; [`Delivery::Stale`] when that allocation was freed, even
+    /// if its number was reused since.
+    pub fn handle_ref(&self, r: IrqRef, cpu: u32) -> Delivery {
+        self.table.deliver_ref(r, cpu)
     }
 
     /// The CPUs currently online.

@@ -7,13 +7,26 @@
 //! waits for the configuration path. Configuration publishes a slot's handler before it sets
 //! the `ACTIVE` flag with release ordering.
 //!
+//! ## Irq numbers are reused: generations
+//!
+//! An interrupt finds its irq in two steps: the CPU's vector table names an irq number, then the
+//! delivery announces itself on that number's slot. A delivery delayed between the two steps
+//! could otherwise count for, and call the handler of, the *next* owner of the number (numbers
+//! are reused lowest-free first). Linux closes this window with RCU-freed descriptors. Here each
+//! slot carries a generation, bumped every time its number is released: the vector table maps a
+//! vector to an [`IrqRef`] (number and generation), and [`IrqTable::deliver_ref`] refuses a
+//! reference whose generation is no longer the slot's ([`Delivery::Stale`]). The release bumps
+//! the generation and then waits for the deliveries already announced, so a delivery either
+//! announced itself in time to be waited for, or sees the new generation: no lock, no wait on
+//! the delivery path.
+//!
 //! Statistics that depend on the CPU count live per CPU ([`IrqTable::cpu_count`]), not per irq,
 //! so a slot is 24 bytes on any machine.
 
+use crate::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 use crate::Irq;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
 
 /// Irqs per chunk of the table.
@@ -25,6 +38,25 @@ const ACTIVE: u32 = 1 << 0;
 const SOFT_MASKED: u32 = 1 << 1;
 /// Slot flag: an interrupt arrived while `SOFT_MASKED`; replayed on unmask.
 const PENDING: u32 = 1 << 2;
+/// The slot's generation sits above the flags, so that one load reads both.
+const GENERATION_SHIFT: u32 = 3;
+/// Generations wrap after `2^29` releases of one irq number: a delivery would have to stay
+/// delayed across that many free/allocate cycles of its number to be mistaken.
+const GENERATION_MASK: u32 = u32::MAX >> GENERATION_SHIFT;
+
+fn generation_of(flags: u32) -> u32 {
+    flags >> GENERATION_SHIFT
+}
+
+/// One allocation of an irq number, as the delivery path names it: the number and the
+/// generation it had when it was allocated (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IrqRef {
+    /// The irq number.
+    pub irq: Irq,
+    /// Its generation (29 bits) at allocation.
+    pub generation: u32,
+}
 
 /// Something that runs when an interrupt is handled.
 pub trait IrqHandler: Send + Sync {
@@ -53,10 +85,14 @@ pub enum Delivery {
     Latched,
     /// No active irq has this number (counted as spurious).
     Spurious,
+    /// The irq reference names an earlier allocation of the number, freed since: the
+    /// interrupt was meant for an irq that no longer exists (counted as spurious, never
+    /// delivered to the number's next owner).
+    Stale,
 }
 
-#[derive(Default)]
 struct Slot {
+    /// Flags in the low bits, the generation above them (`GENERATION_SHIFT`).
     flags: AtomicU32,
     /// Deliveries running on this slot right now: configuration waits for zero before it
     /// reuses the slot (see [`IrqTable::synchronize`]).
@@ -64,6 +100,17 @@ struct Slot {
     /// Handler id in the high half, handler data in the low half, so both change at once.
     handler: AtomicU64,
     count: AtomicU64,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            flags: AtomicU32::new(0),
+            inflight: AtomicU32::new(0),
+            handler: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The lock-free half of the irq descriptor table (see the module docs).
@@ -115,34 +162,71 @@ impl IrqTable {
         let (lo, hi) = (first.0 / CHUNK, (first.0 + count.max(1) - 1) / CHUNK);
         for c in lo..=hi {
             if let Some(once) = self.chunks.get(c as usize) {
-                once.call_once(|| (0..CHUNK).map(|_| Slot::default()).collect());
+                once.call_once(|| (0..CHUNK).map(|_| Slot::new()).collect());
             }
         }
     }
 
-    /// Delivers one interrupt of `irq` on `cpu` (the delivery path: lock-free, no allocation).
+    /// Delivers one interrupt of the irq allocation `r` on `cpu` (the delivery path:
+    /// lock-free, no allocation). Use this whenever the irq was found through a table that
+    /// the configuration path changes (a CPU's vector table): a reference to a freed
+    /// allocation is refused as [`Delivery::Stale`] even when its number was reused.
+    pub fn deliver_ref(&self, r: IrqRef, cpu: u32) -> Delivery {
+        self.deliver_checked(r.irq, Some(r.generation), cpu)
+    }
+
+    /// Delivers one interrupt of `irq` on `cpu`, whatever allocation of the number is live.
+    /// Only for a caller that knows the number cannot be freed and reused while it delivers
+    /// (it holds the number itself); an irq looked up in a vector table goes through
+    /// [`IrqTable::deliver_ref`].
     pub fn deliver(&self, irq: Irq, cpu: u32) -> Delivery {
+        self.deliver_checked(irq, None, cpu)
+    }
+
+    fn deliver_checked(&self, irq: Irq, generation: Option<u32>, cpu: u32) -> Delivery {
         let Some(slot) = self.slot(irq) else {
             self.spurious.fetch_add(1, Ordering::Relaxed);
             return Delivery::Spurious;
         };
-        // Announce the delivery before looking at the flags; configuration clears ACTIVE before
-        // it waits for `inflight` to drain, so one of the two always sees the other.
+        // Announce the delivery before looking at the flags; configuration clears ACTIVE (and
+        // bumps the generation) before it waits for `inflight` to drain, so one of the two
+        // always sees the other.
         slot.inflight.fetch_add(1, Ordering::SeqCst);
-        let outcome = self.deliver_in(slot, irq, cpu);
+        let outcome = self.deliver_in(slot, irq, generation, cpu);
         slot.inflight.fetch_sub(1, Ordering::Release);
         outcome
     }
 
-    fn deliver_in(&self, slot: &Slot, irq: Irq, cpu: u32) -> Delivery {
-        let flags = slot.flags.load(Ordering::SeqCst);
-        if flags & ACTIVE == 0 {
-            self.spurious.fetch_add(1, Ordering::Relaxed);
-            return Delivery::Spurious;
-        }
-        if flags & SOFT_MASKED != 0 {
-            slot.flags.fetch_or(PENDING, Ordering::AcqRel);
-            return Delivery::Latched;
+    fn deliver_in(&self, slot: &Slot, irq: Irq, generation: Option<u32>, cpu: u32) -> Delivery {
+        // Read through a read-modify-write, which reads the latest value in the flags'
+        // modification order: with the announcement above and the same on the configuration
+        // side (`synchronize`), that is what makes "one of the two sees the other" hold under
+        // any memory model, loom's included (loom treats SeqCst loads as acquire loads). The
+        // slot's cache line was just written by the announcement, so it costs little.
+        let mut flags = slot.flags.fetch_or(0, Ordering::SeqCst);
+        loop {
+            if generation.is_some_and(|g| g != generation_of(flags)) {
+                self.spurious.fetch_add(1, Ordering::Relaxed);
+                return Delivery::Stale;
+            }
+            if flags & ACTIVE == 0 {
+                self.spurious.fetch_add(1, Ordering::Relaxed);
+                return Delivery::Spurious;
+            }
+            if flags & SOFT_MASKED == 0 {
+                break;
+            }
+            // Latch only while still masked: an unmask between the load and the latch would
+            // otherwise miss the pending bit and leave the interrupt latched on an unmasked irq.
+            match slot.flags.compare_exchange_weak(
+                flags,
+                flags | PENDING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Delivery::Latched,
+                Err(now) => flags = now,
+            }
         }
         slot.count.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.cpu_counts.get(cpu as usize) {
@@ -162,8 +246,9 @@ impl IrqTable {
     /// handler.
     pub(crate) fn synchronize(&self, irq: Irq) {
         if let Some(s) = self.slot(irq) {
-            while s.inflight.load(Ordering::SeqCst) != 0 {
-                core::hint::spin_loop();
+            // A read-modify-write for the same reason as the delivery side's flags read.
+            while s.inflight.fetch_add(0, Ordering::SeqCst) != 0 {
+                spin_wait();
             }
         }
     }
@@ -248,11 +333,26 @@ impl IrqTable {
         }
     }
 
-    /// Resets a slot when its irq number is released (after [`IrqTable::synchronize`]).
+    /// The live allocation of `irq` (configuration path: the reference a vector table maps).
+    pub fn irq_ref(&self, irq: Irq) -> IrqRef {
+        let generation = self
+            .slot(irq)
+            .map_or(0, |s| generation_of(s.flags.load(Ordering::SeqCst)));
+        IrqRef { irq, generation }
+    }
+
+    /// Resets a slot when its irq number is released: a new generation first, so that no
+    /// reference to this allocation is delivered any more, then the wait for the deliveries
+    /// already running ([`IrqTable::synchronize`]).
     pub(crate) fn reset(&self, irq: Irq) {
+        if let Some(s) = self.slot(irq) {
+            let next = (generation_of(s.flags.load(Ordering::SeqCst)) + 1) & GENERATION_MASK;
+            // Only the configuration path (under its lock) changes the generation; a racing
+            // latch fails its compare-exchange against this store and sees the new generation.
+            s.flags.store(next << GENERATION_SHIFT, Ordering::SeqCst);
+        }
         self.synchronize(irq);
         if let Some(s) = self.slot(irq) {
-            s.flags.store(0, Ordering::Release);
             s.handler.store(0, Ordering::Release);
             s.count.store(0, Ordering::Relaxed);
         }
@@ -272,6 +372,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn a_slot_costs_the_same_on_any_machine() {
         assert_eq!(core::mem::size_of::<Slot>(), 24);
         let small = IrqTable::new(100_000, 64, 4);
@@ -297,5 +398,42 @@ mod tests {
         assert_eq!(t.deliver(Irq(5), 3), Delivery::Latched);
         assert!(t.take_pending(Irq(5)));
         assert!(!t.take_pending(Irq(5)));
+    }
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_to_a_freed_allocation_is_stale_after_reuse() {
+        let t = IrqTable::new(1024, 2, 2);
+        t.populate(Irq(7), 1);
+        t.set_active(Irq(7), true);
+        let old = t.irq_ref(Irq(7));
+        assert_eq!(t.deliver_ref(old, 0), Delivery::Handled);
+        t.set_active(Irq(7), false);
+        t.reset(Irq(7));
+        // The number is reused and live again: the old reference must not reach it.
+        t.set_active(Irq(7), true);
+        let new = t.irq_ref(Irq(7));
+        assert_ne!(old, new);
+        assert_eq!(t.deliver_ref(old, 0), Delivery::Stale);
+        assert_eq!(t.count(Irq(7)), 0);
+        assert_eq!(t.deliver_ref(new, 1), Delivery::Handled);
+        assert_eq!((t.count(Irq(7)), t.spurious()), (1, 1));
+    }
+
+    #[test]
+    fn generations_wrap_within_their_bits() {
+        let t = IrqTable::new(256, 1, 1);
+        t.populate(Irq(0), 1);
+        let s = t.slot(Irq(0)).unwrap();
+        s.flags
+            .store(GENERATION_MASK << GENERATION_SHIFT, Ordering::SeqCst);
+        t.reset(Irq(0));
+        assert_eq!(t.irq_ref(Irq(0)).generation, 0);
+        t.set_active(Irq(0), true);
+        assert_eq!(t.deliver_ref(t.irq_ref(Irq(0)), 0), Delivery::Handled);
     }
 }

@@ -56,6 +56,10 @@ pub(crate) fn activate_irq(
     let msg = composed.expect("a chain has at least one domain").msg;
     let caps = dd.store.caps();
     let desc = dd.descs.get_mut(&index).expect("descriptor exists");
+    // Live on the delivery side before the device can send the message: an interrupt raised
+    // right after the write (or the unmask) must find the irq active, not count as spurious.
+    table.set_soft_masked(irq, !caps.per_vector_mask && desc.masked);
+    table.set_active(irq, true);
     // A slot is masked while inactive; it is unmasked only after its message is complete.
     if let Err(e) = dd.store.write_msg(index, &msg).and_then(|()| {
         if caps.per_vector_mask && !desc.masked {
@@ -64,6 +68,8 @@ pub(crate) fn activate_irq(
             Ok(())
         }
     }) {
+        table.set_active(irq, false);
+        table.synchronize(irq);
         for &id in chain {
             node(domains, id).deactivate(irq);
         }
@@ -71,8 +77,6 @@ pub(crate) fn activate_irq(
     }
     desc.msg = msg;
     desc.active = true;
-    table.set_soft_masked(irq, !caps.per_vector_mask && desc.masked);
-    table.set_active(irq, true);
     Ok(effective)
 }
 

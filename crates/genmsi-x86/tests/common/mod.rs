@@ -141,10 +141,10 @@ impl X86 {
     pub fn service(&mut self, cpu: u32) {
         let pending = std::mem::take(&mut self.irr[cpu as usize]);
         for v in pending {
-            match self.vectors.lookup(cpu, Vector(v)) {
-                Some(irq) => {
-                    assert_eq!(self.sys.handle(irq, cpu), genmsi::Delivery::Handled);
-                    *self.handled.entry(irq).or_default() += 1;
+            match self.vectors.lookup_ref(cpu, Vector(v)) {
+                Some(r) => {
+                    assert_eq!(self.sys.handle_ref(r, cpu), genmsi::Delivery::Handled);
+                    *self.handled.entry(r.irq).or_default() += 1;
                 }
                 None => self.stale += 1,
             }
