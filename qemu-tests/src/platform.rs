@@ -124,9 +124,14 @@ fn dispatch(vector: u8, cpu: u32) {
     let p = PLATFORM
         .get()
         .expect("handlers are installed after the platform");
-    match p.table.lookup(cpu, Vector(vector)) {
-        Some(irq) => {
-            if p.sys.handle(irq, cpu) == genmsi::Delivery::Spurious {
+    // The allocation, not just its number: an interrupt of a freed irq is stale even when
+    // the number has a new owner.
+    match p.table.lookup_ref(cpu, Vector(vector)) {
+        Some(r) => {
+            if matches!(
+                p.sys.handle_ref(r, cpu),
+                genmsi::Delivery::Spurious | genmsi::Delivery::Stale
+            ) {
                 SPURIOUS.fetch_add(1, Ordering::Relaxed);
             }
         }
