@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod backend;
 pub mod baseline;
 pub mod bench;
 mod error;
@@ -54,10 +55,15 @@ pub mod host;
 pub mod ims;
 pub mod msix_emul;
 pub mod passthrough;
+pub mod virt;
+#[cfg(all(target_os = "linux", feature = "kvm"))]
+pub mod kvm;
 
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, MediatedDevice};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};
+pub use backend::{Budget, MsiBackend};
+pub use virt::{Strategy, UnmaskWork, VirtMsix};
 pub use passthrough::{Mode, PassthroughConfig, PassthroughMsix, UnmaskStats};
