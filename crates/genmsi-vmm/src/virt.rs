@@ -225,11 +225,24 @@ impl<B: MsiBackend> VirtMsix<B> {
     fn back_and_unmask(&mut self, live: &[u32]) -> Result<()> {
         match self.strategy {
             Strategy::OnDemand | Strategy::Eager => {
+                // An entry refused (budget) stays live but unbacked; the others go ahead.
+                let mut refused = Ok(());
+                let mut backed = Vec::with_capacity(live.len());
                 for &i in live {
-                    if !self.backend.is_backed(i) {
-                        self.backend.back(i, self.emul.msg(i))?;
+                    let r = match self.backend.is_backed(i) {
+                        true => Ok(()),
+                        false => self.backend.back(i, self.emul.msg(i)),
+                    };
+                    match r {
+                        Ok(()) => backed.push(i),
+                        Err(e) => refused = refused.and(Err(e)),
                     }
                 }
+                self.backend.commit()?;
+                for i in backed {
+                    self.backend.unmask(i)?;
+                }
+                refused
             }
             Strategy::Baseline => {
                 let top = live.iter().copied().max().unwrap_or(0);
@@ -247,13 +260,9 @@ impl<B: MsiBackend> VirtMsix<B> {
                     self.backend.enable(true)?;
                     return grown.and_then(|()| self.unmask_live(0..self.block));
                 }
+                self.unmask_live(live.iter().copied())
             }
         }
-        self.backend.commit()?;
-        for &i in live {
-            self.backend.unmask(i)?;
-        }
-        Ok(())
     }
 
     /// Backs `0..count` (masked), for the baseline.
@@ -270,9 +279,9 @@ impl<B: MsiBackend> VirtMsix<B> {
         Ok(())
     }
 
-    fn unmask_live(&mut self, range: std::ops::Range<u32>) -> Result<()> {
+    fn unmask_live(&mut self, entries: impl Iterator<Item = u32>) -> Result<()> {
         self.backend.commit()?;
-        for i in range {
+        for i in entries {
             if self.emul.is_live(i) {
                 self.backend.unmask(i)?;
             }
