@@ -58,7 +58,7 @@ impl Function {
         Ok(Function {
             config,
             bar0,
-            bar0_len: (pba_at + PAGE).next_power_of_two(),
+            bar0_len: (pba_at + PAGE).next_power_of_two().max(0x1_0000),
             virt: VirtMsix::new(layout, backend, strategy),
             errors: Vec::new(),
         })

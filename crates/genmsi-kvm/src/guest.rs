@@ -13,7 +13,7 @@
 //! 3. Programs every entry (address 0xFEE00000: APIC 0, fixed, edge; data: vector
 //!    `0x30 + i % 192`), leaving them masked, then sets MSI-X Enable and enables interrupts.
 //! 4. If the harness asked for the grow workload ([`ctrl::MODE`] = 1): unmasks the entries one
-//!    by one; after each, it rings [`port::QUEUE_ON`] with the entry (the device may fire it
+//!    by one; after each, it writes the entry to the device's doorbell ([`DOORBELL`] in BAR0) (the device may fire it
 //!    from now on) and waits for one device round ([`ctrl::ROUNDS`]). Every 16th entry from 8
 //!    it also masks entry `i - 8`, waits two rounds, reads that entry's PBA bit (counting set
 //!    bits in [`ctrl::PBA_SEEN`]) and unmasks it. Then it rings [`port::DONE`].
@@ -77,8 +77,6 @@ pub mod port {
     pub const CONFIG_ADDRESS: u16 = 0xCF8;
     /// Configuration data, 4 bytes.
     pub const CONFIG_DATA: u16 = 0xCFC;
-    /// Entry (dword) the device may fire from now on.
-    pub const QUEUE_ON: u16 = 0x510;
     /// The grow workload is done.
     pub const DONE: u16 = 0x514;
     /// The guest has finished.
@@ -100,6 +98,10 @@ pub enum Command {
     /// Read the entry's PBA bit into [`ctrl::RESULT`].
     ReadPending = 4,
 }
+
+/// The device's queue doorbell in BAR0 (the table's BAR, the table at offset 0): writing entry
+/// `i` there tells the device it may fire entry `i` from now on.
+pub const DOORBELL: u64 = 0xF000;
 
 /// The first vector the guest gives its entries, and how many it cycles through.
 pub const FIRST_VECTOR: u32 = 0x30;
@@ -234,15 +236,13 @@ global_asm!(
     "out dx, ax",
     "sti",
     // 4. The grow workload.
-    "cmp qword ptr [{ctrl} + {mode}], 1",
-    "jne 20f",
+    "cmp qword ptr [{ctrl} + {mode}], 0",
+    "je 20f",
     "xor ebx, ebx",
     "8:",
     "mov rdi, rbx",
     "call genmsi_guest_unmask",
-    "mov dx, {queue_on}",
-    "mov eax, ebx",
-    "out dx, eax",
+    "mov dword ptr [r15 + {doorbell}], ebx",
     "mov eax, ebx",
     "and eax, 15",
     "cmp eax, 8",
@@ -402,7 +402,7 @@ global_asm!(
     value = const ctrl::VALUE,
     result = const ctrl::RESULT,
     fault = const port::FAULT,
-    queue_on = const port::QUEUE_ON,
+    doorbell = const DOORBELL,
     done = const port::DONE,
     exit = const port::EXIT,
     cfg_address = const port::CONFIG_ADDRESS,

@@ -127,6 +127,8 @@ pub struct Events {
     pub exited: AtomicBool,
     /// A fault the guest reported (0: none).
     pub fault: AtomicU64,
+    /// Vectors set in the local APIC's IRR when the guest exited.
+    pub irr_at_exit: AtomicU64,
     abort: AtomicBool,
 }
 
@@ -293,6 +295,7 @@ impl Harness {
             done: AtomicBool::new(false),
             exited: AtomicBool::new(false),
             fault: AtomicU64::new(0),
+            irr_at_exit: AtomicU64::new(0),
             abort: AtomicBool::new(false),
         });
         register_signal_handler(SIGRTMIN(), kick).map_err(|e| HarnessError::Kvm {
@@ -334,6 +337,14 @@ impl Harness {
     /// If there is no function `k`.
     pub fn function(&self, k: usize) -> MutexGuard<'_, Function> {
         self.functions[k].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Function `k`, shared (for a device model).
+    ///
+    /// # Panics
+    /// If there is no function `k`.
+    pub fn function_handle(&self, k: usize) -> Arc<Mutex<Function>> {
+        self.functions[k].clone()
     }
 
     /// The device side of function `k`.
@@ -455,6 +466,18 @@ impl Drop for Harness {
     }
 }
 
+/// Vectors set in the IRR of a local APIC state (SDM 11.8.4: 8 registers of 32 bits from
+/// offset 0x200, 16 bytes apart).
+fn irr_bits(lapic: &kvm_bindings::kvm_lapic_state) -> u64 {
+    (0..8)
+        .map(|k| {
+            let at = 0x200 + 16 * k;
+            let bytes = [0, 1, 2, 3].map(|b| lapic.regs[at + b] as u8);
+            u64::from(u32::from_le_bytes(bytes).count_ones())
+        })
+        .sum()
+}
+
 /// The vCPU thread: runs the guest, serves its exits.
 struct VcpuRunner {
     vcpu: VcpuFd,
@@ -472,6 +495,14 @@ struct Exits {
 impl VcpuRunner {
     fn run(mut self) -> Result<(), HarnessError> {
         let r = self.serve();
+        // What the local APIC still holds when the guest stops: delivered by KVM, never
+        // taken by the guest.
+        if let Ok(lapic) = self.vcpu.get_lapic() {
+            self.exits
+                .events
+                .irr_at_exit
+                .store(irr_bits(&lapic), Ordering::Release);
+        }
         if let Err(HarnessError::Guest { fault }) = &r {
             self.exits.events.fault.store(*fault, Ordering::Release);
         }
@@ -541,13 +572,6 @@ impl Exits {
                         }
                     }
                 }
-                VcpuExit::IoOut(port::QUEUE_ON, data) if data.len() == 4 => {
-                    let entry = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-                    if let Some(a) = self.events.active.get(entry as usize) {
-                        a.store(true, Ordering::Release);
-                        self.events.announced.fetch_add(1, Ordering::AcqRel);
-                    }
-                }
                 VcpuExit::IoOut(port::DONE, _) => self.events.done.store(true, Ordering::Release),
                 VcpuExit::IoOut(port::EXIT, _) => return Ok(true),
                 VcpuExit::IoOut(port::FAULT, data) => {
@@ -568,6 +592,15 @@ impl Exits {
                         f.lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .mmio_read(address, data);
+                    }
+                }
+                VcpuExit::MmioWrite(address, data)
+                    if address == BAR_BASE + guest::DOORBELL && data.len() == 4 =>
+                {
+                    let entry = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+                    if let Some(a) = self.events.active.get(entry as usize) {
+                        a.store(true, Ordering::Release);
+                        self.events.announced.fetch_add(1, Ordering::AcqRel);
                     }
                 }
                 VcpuExit::MmioWrite(address, data) => {

@@ -4,8 +4,8 @@
 
 use genmsi_kvm::guest::{vector_of, Command};
 use genmsi_kvm::harness::{kvm_usable, FunctionConfig, Harness, HarnessConfig};
-use genmsi_vmm::kvm::Fire;
 use genmsi_pci::Bar;
+use genmsi_vmm::kvm::Fire;
 use genmsi_vmm::{Error, MsiBackend, Strategy};
 use std::time::Duration;
 
@@ -48,7 +48,11 @@ fn an_unmasked_entry_gets_exactly_one_route_and_delivers() {
         return;
     };
     assert!(h.function(0).virt().emul().control().enabled());
-    assert_eq!(h.routes().lock().unwrap().len(), 0, "nothing before an unmask");
+    assert_eq!(
+        h.routes().lock().unwrap().len(),
+        0,
+        "nothing before an unmask"
+    );
     h.command(Command::Unmask, 5, 0).unwrap();
     assert_eq!(h.routes().lock().unwrap().len(), 1);
     assert_eq!(h.function(0).virt().budget().in_use, 1);
@@ -75,8 +79,16 @@ fn mask_fire_unmask_delivers_the_pending_interrupt_exactly_once() {
     }
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(h.count(v), 1, "nothing delivered while masked");
-    assert_eq!(h.command(Command::ReadPending, 9, 0).unwrap(), 1, "the guest sees its PBA bit");
-    assert_eq!(h.routes().lock().unwrap().len(), 1, "masking keeps the route");
+    assert_eq!(
+        h.command(Command::ReadPending, 9, 0).unwrap(),
+        1,
+        "the guest sees its PBA bit"
+    );
+    assert_eq!(
+        h.routes().lock().unwrap().len(),
+        1,
+        "masking keeps the route"
+    );
     h.command(Command::Unmask, 9, 0).unwrap();
     expect_count(&h, v, 2);
     assert_eq!(h.command(Command::ReadPending, 9, 0).unwrap(), 0);
@@ -84,7 +96,11 @@ fn mask_fire_unmask_delivers_the_pending_interrupt_exactly_once() {
     h.command(Command::Mask, 9, 0).unwrap();
     h.command(Command::Unmask, 9, 0).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(h.count(v), 2, "the pending interrupt was delivered exactly once");
+    assert_eq!(
+        h.count(v),
+        2,
+        "the pending interrupt was delivered exactly once"
+    );
     assert_eq!(h.triggers(0).fire(9), Fire::Sent);
     expect_count(&h, v, 3);
     h.stop().unwrap();
@@ -107,7 +123,11 @@ fn a_message_change_while_live_moves_the_route_and_the_others_keep_delivering() 
     h.command(Command::SetData, 7, new).unwrap();
     assert_eq!(h.function(0).virt().emul().msg(7).data, new);
     assert!(h.function(0).virt().emul().is_live(7));
-    assert_eq!(h.routes().lock().unwrap().len(), 2, "the same route, rewritten");
+    assert_eq!(
+        h.routes().lock().unwrap().len(),
+        2,
+        "the same route, rewritten"
+    );
     assert_eq!(h.routes().lock().unwrap().stats().calls, calls + 1);
     h.triggers(0).fire(7);
     h.triggers(0).fire(8);
@@ -185,10 +205,13 @@ fn budget_exhaustion_is_refused_for_that_device_only() {
     {
         let mut f = h.function(1);
         let v = f.virt_mut();
-        v.mmio_write(Bar::new(0), 2 * 16, &0xFEE0_0000u32.to_le_bytes()).unwrap();
-        v.mmio_write(Bar::new(0), 2 * 16 + 8, &0xE1u32.to_le_bytes()).unwrap();
+        v.mmio_write(Bar::new(0), 2 * 16, &0xFEE0_0000u32.to_le_bytes())
+            .unwrap();
+        v.mmio_write(Bar::new(0), 2 * 16 + 8, &0xE1u32.to_le_bytes())
+            .unwrap();
         v.config_write(3, &[0x80]).unwrap();
-        v.mmio_write(Bar::new(0), 2 * 16 + 12, &0u32.to_le_bytes()).unwrap();
+        v.mmio_write(Bar::new(0), 2 * 16 + 12, &0u32.to_le_bytes())
+            .unwrap();
         assert_eq!(v.budget().in_use, 1);
     }
     h.triggers(1).fire(2);

@@ -187,9 +187,8 @@ impl GsiRoutes {
             .chain(self.msi.values())
             .copied()
             .collect();
-        let table = KvmIrqRouting::from_entries(&entries).map_err(|_| Error::Routes {
-            limit: self.limit,
-        })?;
+        let table = KvmIrqRouting::from_entries(&entries)
+            .map_err(|_| Error::Routes { limit: self.limit })?;
         let start = Instant::now();
         self.vm
             .set_gsi_routing(&table)

@@ -53,17 +53,17 @@ mod error;
 pub mod guest;
 pub mod host;
 pub mod ims;
+#[cfg(all(target_os = "linux", feature = "kvm"))]
+pub mod kvm;
 pub mod msix_emul;
 pub mod passthrough;
 pub mod virt;
-#[cfg(all(target_os = "linux", feature = "kvm"))]
-pub mod kvm;
 
+pub use backend::{Budget, MsiBackend};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, MediatedDevice};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};
-pub use backend::{Budget, MsiBackend};
-pub use virt::{Strategy, UnmaskWork, VirtMsix};
 pub use passthrough::{Mode, PassthroughConfig, PassthroughMsix, UnmaskStats};
+pub use virt::{Strategy, UnmaskWork, VirtMsix};

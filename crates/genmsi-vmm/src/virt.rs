@@ -57,6 +57,8 @@ pub struct VirtMsix<B> {
     /// Baseline: entries `0..block` are backed.
     block: u32,
     work: UnmaskWork,
+    /// Entries live now, and the most at once.
+    live: (u32, u32),
 }
 
 impl<B: MsiBackend> VirtMsix<B> {
@@ -68,6 +70,7 @@ impl<B: MsiBackend> VirtMsix<B> {
             strategy,
             block: 0,
             work: UnmaskWork::default(),
+            live: (0, 0),
         }
     }
 
@@ -89,6 +92,11 @@ impl<B: MsiBackend> VirtMsix<B> {
     /// Host work for unmasks so far.
     pub fn unmask_work(&self) -> UnmaskWork {
         self.work
+    }
+
+    /// The most entries the guest had live (unmasked, enabled) at once.
+    pub fn live_max(&self) -> u32 {
+        self.live.1
     }
 
     /// The backend's budget and use.
@@ -140,6 +148,12 @@ impl<B: MsiBackend> VirtMsix<B> {
     /// cannot fail; an error says what the host could not follow). `live_before` is each
     /// entry's liveness before a control write.
     fn apply(&mut self, effect: Effect, live_before: &[bool]) -> Result<()> {
+        self.live.0 = match effect {
+            Effect::None => self.live.0,
+            Effect::Entry(c) => self.live.0 + u32::from(c.is_live) - u32::from(c.was_live),
+            Effect::Control { .. } => self.live_entries().iter().filter(|&&l| l).count() as u32,
+        };
+        self.live.1 = self.live.1.max(self.live.0);
         let result = match effect {
             Effect::None => Ok(()),
             Effect::Entry(c) => {
@@ -153,10 +167,9 @@ impl<B: MsiBackend> VirtMsix<B> {
                     _ => r,
                 }
             }
-            Effect::Control { before, after } if before.enabled() && !after.enabled() => self
-                .backend
-                .enable(false)
-                .and_then(|()| self.release_all()),
+            Effect::Control { before, after } if before.enabled() && !after.enabled() => {
+                self.backend.enable(false).and_then(|()| self.release_all())
+            }
             Effect::Control { before, .. } => {
                 let enabled = !before.enabled();
                 let mut r = Ok(());
