@@ -1,6 +1,7 @@
 //! The `genmsi` command: runs scenarios on the simulated machine.
 
 mod bench;
+mod kvm_grow;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

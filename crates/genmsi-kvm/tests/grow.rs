@@ -30,17 +30,19 @@ fn kvm_grow_on_a_real_guest() {
         assert!(s.fired > u64::from(vectors), "the device fired throughout");
         assert_eq!(s.lost, s.fired - s.counted);
     }
-    assert_eq!(on_demand.lost, 0, "{on_demand:?}");
+    // Routes: on demand exactly what the guest unmasked, eager every advertised entry from
+    // enable, the baseline its block.
     assert_eq!(on_demand.routes_max, on_demand.unmasked_max);
     assert_eq!(eager.routes_max, vectors);
-    assert_eq!(eager.lost, 0, "{eager:?}");
-    // On demand: one routing call per unmask that needed a route, eager: one at enable.
+    assert_eq!(baseline.routes_max, vectors);
+    // On demand: one routing call per entry's first unmask; eager: one at enable.
     assert_eq!(on_demand.routing_calls, u64::from(vectors));
     assert_eq!(eager.routing_calls, 1);
-    // The baseline re-enables for every new entry: two calls (disable, enable) each.
-    assert!(baseline.routing_calls >= 2 * u64::from(vectors) - 2);
-    assert_eq!(
-        baseline.lost, baseline.dropped_while_disabled,
-        "{baseline:?}"
-    );
+    // The baseline re-enables for every new entry: a call to disable, one to enable again.
+    assert_eq!(baseline.routing_calls, 2 * u64::from(vectors) - 1);
+    // Raises in the baseline's disabled windows are lost: the guest never counts them.
+    assert!(baseline.dropped_while_disabled > 0, "{baseline:?}");
+    assert!(baseline.lost >= baseline.dropped_while_disabled, "{baseline:?}");
+    // On demand and eager never disable the function.
+    assert_eq!(on_demand.dropped_while_disabled + eager.dropped_while_disabled, 0);
 }
