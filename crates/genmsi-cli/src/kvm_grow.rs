@@ -8,9 +8,9 @@ use std::process::ExitCode;
 pub fn run(vectors: u32, json: bool) -> ExitCode {
     let report = match kvm_grow(vectors) {
         Ok(report) => report,
-        Err(KvmGrowError::NoKvm(report, what, errno)) => {
+        Err(KvmGrowError::NoKvm { what, errno }) => {
             eprintln!("genmsi bench kvm-grow: skipped: no usable /dev/kvm ({what}, errno {errno})");
-            report
+            KvmGrowReport::without_kvm(vectors)
         }
         Err(KvmGrowError::Failed(e)) => {
             eprintln!("genmsi bench kvm-grow: {e}");
@@ -52,15 +52,27 @@ fn print_table(r: &KvmGrowReport) {
     row("GSI routes, most held", &|s| s.routes_max.to_string());
     row("GSI routes at the end", &|s| s.routes_end.to_string());
     row("entries unmasked, most", &|s| s.unmasked_max.to_string());
-    row("KVM_SET_GSI_ROUTING calls", &|s| s.routing_calls.to_string());
-    row("  their time, ms", &|s| format!("{:.1}", s.routing_seconds * 1e3));
-    row("host time for unmasks, ms", &|s| format!("{:.1}", s.host_seconds * 1e3));
-    row("  per unmask, us", &|s| format!("{:.1}", s.host_us_per_unmask));
+    row("KVM_SET_GSI_ROUTING calls", &|s| {
+        s.routing_calls.to_string()
+    });
+    row("  their time, ms", &|s| {
+        format!("{:.1}", s.routing_seconds * 1e3)
+    });
+    row("host time for unmasks, ms", &|s| {
+        format!("{:.1}", s.host_seconds * 1e3)
+    });
+    row("  per unmask, us", &|s| {
+        format!("{:.1}", s.host_us_per_unmask)
+    });
     row("interrupts fired (device)", &|s| s.fired.to_string());
     row("interrupts counted (guest)", &|s| s.counted.to_string());
     row("lost = fired - counted", &|s| s.lost.to_string());
-    row("  fired while disabled", &|s| s.dropped_while_disabled.to_string());
+    row("  fired while disabled", &|s| {
+        s.dropped_while_disabled.to_string()
+    });
     row("  left in the guest's IRR", &|s| s.held_in_irr.to_string());
-    row("re-fired after 1 s uncounted", &|s| s.refired_uncounted.to_string());
+    row("re-fired after 1 s uncounted", &|s| {
+        s.refired_uncounted.to_string()
+    });
     row("wall time, s", &|s| format!("{:.2}", s.seconds));
 }

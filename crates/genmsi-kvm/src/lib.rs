@@ -107,8 +107,14 @@ impl KvmGrowReport {
 /// Why kvm-grow did not run, when it did not.
 #[derive(Debug)]
 pub enum KvmGrowError {
-    /// No usable `/dev/kvm` (this line says why); the report says `kvm: false`.
-    NoKvm(KvmGrowReport, &'static str, i32),
+    /// No usable `/dev/kvm`: what was missing and the error number (0 for a missing
+    /// capability); the report to print is [`KvmGrowReport::without_kvm`].
+    NoKvm {
+        /// What was missing.
+        what: &'static str,
+        /// The error number.
+        errno: i32,
+    },
     /// It ran and failed.
     Failed(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -118,21 +124,19 @@ pub fn kvm_grow(vectors: u32) -> Result<KvmGrowReport, KvmGrowError> {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
         match harness::kvm_usable() {
-            Err(harness::HarnessError::NoKvm { what, errno }) => Err(KvmGrowError::NoKvm(
-                KvmGrowReport::without_kvm(vectors),
-                what,
-                errno,
-            )),
+            Err(harness::HarnessError::NoKvm { what, errno }) => {
+                Err(KvmGrowError::NoKvm { what, errno })
+            }
             Err(e) => Err(KvmGrowError::Failed(Box::new(e))),
             Ok(_) => grow::kvm_grow(vectors).map_err(|e| KvmGrowError::Failed(Box::new(e))),
         }
     }
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     {
-        Err(KvmGrowError::NoKvm(
-            KvmGrowReport::without_kvm(vectors),
-            "KVM on Linux x86-64",
-            0,
-        ))
+        let _ = vectors;
+        Err(KvmGrowError::NoKvm {
+            what: "KVM on Linux x86-64",
+            errno: 0,
+        })
     }
 }

@@ -15,7 +15,33 @@
 //! 5. Each device has a budget of routes ([`Error::Budget`]); the VM has
 //!    `KVM_MAX_IRQ_ROUTES` ([`Error::Routes`]).
 //!
-//! The device side is [`Triggers`]: what a device model (or VFIO) writes to raise entry `i`.
+//! The device side is [`Triggers`]: what a device model writes to raise entry `i` (with VFIO,
+//! the eventfds would be the ones handed to `VFIO_DEVICE_SET_IRQS`; that is not built here).
+//!
+//! A VMM adopts it in a few lines (`no_run`: it needs `/dev/kvm`):
+//!
+//! ```no_run
+//! use genmsi_pci::{msix::Region, Bar};
+//! use genmsi_vmm::kvm::{GsiRoutes, KvmMsix};
+//! use genmsi_vmm::{MsixLayout, Strategy, VirtMsix};
+//! use std::sync::Arc;
+//!
+//! let kvm = kvm_ioctls::Kvm::new().unwrap();
+//! let vm = Arc::new(kvm.create_vm().unwrap());
+//! vm.create_irq_chip().unwrap();
+//! let routes = GsiRoutes::new(vm.clone()); // one per VM, shared by its devices
+//! // 2,048 entries, at most 512 routes for this function.
+//! let backend = KvmMsix::new(vm.clone(), routes.clone(), 2048, 512);
+//! let device = backend.triggers(); // the device raises entry i with device.fire(i)
+//! let layout = MsixLayout::new(2048, Region::parse(0)?, Region::parse(0x8000)?, 0)?;
+//! let mut msix = VirtMsix::new(layout, backend, Strategy::OnDemand);
+//! // In the vCPU loop, every trapped access to the capability or the BAR goes to `msix`:
+//! msix.mmio_write(Bar::new(0), 5 * 16 + 12, &0u32.to_le_bytes())?; // the guest unmasks 5
+//! msix.config_write(3, &[0x80])?; // and sets MSI-X Enable: entry 5 gets its route and irqfd
+//! assert_eq!(routes.lock().unwrap().len(), 1);
+//! device.fire(5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::backend::{Budget, MsiBackend};
 use crate::error::{Error, Result};
