@@ -55,11 +55,13 @@ pub mod host;
 pub mod ims;
 #[cfg(all(target_os = "linux", feature = "kvm"))]
 pub mod kvm;
+pub mod model_backend;
 pub mod msix_emul;
 pub mod passthrough;
 pub mod virt;
 
 pub use backend::{Budget, MsiBackend};
+pub use model_backend::{ModelBackend, ModelRaise};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};

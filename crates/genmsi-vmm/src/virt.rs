@@ -84,6 +84,11 @@ impl<B: MsiBackend> VirtMsix<B> {
         &self.backend
     }
 
+    /// The backend, for the device side of an in-process model.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
     /// The strategy.
     pub fn strategy(&self) -> Strategy {
         self.strategy
