@@ -12,8 +12,9 @@ pub fn run(vectors: u32, json: bool) -> ExitCode {
             eprintln!("genmsi bench kvm-grow: skipped: no usable /dev/kvm ({what}, errno {errno})");
             KvmGrowReport::without_kvm(vectors)
         }
-        Err(KvmGrowError::Failed(e)) => {
-            eprintln!("genmsi bench kvm-grow: {e}");
+        Err(KvmGrowError::Failed(strategy, e)) => {
+            let strategy = strategy.unwrap_or("setup");
+            eprintln!("genmsi bench kvm-grow: {strategy}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -71,8 +72,8 @@ fn print_table(r: &KvmGrowReport) {
         s.dropped_while_disabled.to_string()
     });
     row("  left in the guest's IRR", &|s| s.held_in_irr.to_string());
-    row("re-fired after 1 s uncounted", &|s| {
-        s.refired_uncounted.to_string()
+    row("vectors with a fire uncounted", &|s| {
+        s.vectors_stalled.to_string()
     });
     row("wall time, s", &|s| format!("{:.2}", s.seconds));
 }

@@ -59,9 +59,9 @@ pub struct StrategyReport {
     pub lost: u64,
     /// Raises the function refused while its MSI-X was disabled (the baseline's window).
     pub dropped_while_disabled: u64,
-    /// Raises on a vector with an earlier raise still uncounted after 50 ms (merges were
-    /// possible for these; 0 means none could merge).
-    pub refired_uncounted: u64,
+    /// Vectors with a fire never counted: the device fires no vector again while a fire on
+    /// it is uncounted, so no two fires could merge in the local APIC.
+    pub vectors_stalled: u64,
     /// Vectors still pending in the guest's local APIC (IRR) when it exited: delivered by KVM,
     /// not taken by the guest (part of `lost` if not 0).
     pub held_in_irr: u64,
@@ -115,8 +115,11 @@ pub enum KvmGrowError {
         /// The error number.
         errno: i32,
     },
-    /// It ran and failed.
-    Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// It ran and failed: the strategy (none: before any ran) and why.
+    Failed(
+        Option<&'static str>,
+        Box<dyn std::error::Error + Send + Sync>,
+    ),
 }
 
 /// Runs kvm-grow with `vectors` entries (1..=2048): the three strategies on KVM.
@@ -127,8 +130,15 @@ pub fn kvm_grow(vectors: u32) -> Result<KvmGrowReport, KvmGrowError> {
             Err(harness::HarnessError::NoKvm { what, errno }) => {
                 Err(KvmGrowError::NoKvm { what, errno })
             }
-            Err(e) => Err(KvmGrowError::Failed(Box::new(e))),
-            Ok(_) => grow::kvm_grow(vectors).map_err(|e| KvmGrowError::Failed(Box::new(e))),
+            Err(e) => Err(KvmGrowError::Failed(None, Box::new(e))),
+            Ok(_) => grow::kvm_grow(vectors).map_err(|(strategy, e)| {
+                let name = match strategy {
+                    genmsi_vmm::Strategy::OnDemand => "on_demand",
+                    genmsi_vmm::Strategy::Eager => "eager",
+                    genmsi_vmm::Strategy::Baseline => "baseline",
+                };
+                KvmGrowError::Failed(Some(name), Box::new(e))
+            }),
         }
     }
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]

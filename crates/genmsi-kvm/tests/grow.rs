@@ -14,7 +14,7 @@ fn kvm_grow_on_a_real_guest() {
             eprintln!("skipped: no usable /dev/kvm ({what}, errno {errno})");
             return;
         }
-        Err(KvmGrowError::Failed(e)) => panic!("kvm-grow failed: {e}"),
+        Err(KvmGrowError::Failed(strategy, e)) => panic!("kvm-grow {strategy:?} failed: {e}"),
     };
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     assert!(report.kvm);

@@ -61,11 +61,11 @@ pub mod passthrough;
 pub mod virt;
 
 pub use backend::{Budget, MsiBackend};
-pub use model_backend::{ModelBackend, ModelRaise};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, MediatedDevice};
+pub use model_backend::{ModelBackend, ModelRaise};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};
 pub use passthrough::{Mode, PassthroughConfig, PassthroughMsix, UnmaskStats};
 pub use virt::{Strategy, UnmaskWork, VirtMsix};

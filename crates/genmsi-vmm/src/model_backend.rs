@@ -297,9 +297,17 @@ mod tests {
         }
         let mut pba = [0u8; 8];
         v.mmio_read(TABLE, 0x1000, &mut pba).unwrap();
-        assert_eq!(pba, [0x20, 0, 0, 0, 0, 0, 0, 0], "the guest sees the host PBA bit");
+        assert_eq!(
+            pba,
+            [0x20, 0, 0, 0, 0, 0, 0, 0],
+            "the guest sees the host PBA bit"
+        );
         set_mask(&mut v, 5, false).unwrap();
-        assert_eq!(v.backend().injected(5), 2, "the latched raise, delivered once");
+        assert_eq!(
+            v.backend().injected(5),
+            2,
+            "the latched raise, delivered once"
+        );
         set_mask(&mut v, 5, true).unwrap();
         set_mask(&mut v, 5, false).unwrap();
         assert_eq!(v.backend().injected(5), 2, "and only once");
