@@ -8,7 +8,7 @@
 
 use crate::device::{DeviceModel, DeviceReport};
 use crate::guest::ctrl;
-use crate::harness::{FunctionConfig, Harness, HarnessConfig, HarnessError};
+use crate::harness::{spawn, FunctionConfig, Harness, HarnessConfig, HarnessError};
 use crate::{KvmGrowReport, StrategyReport};
 use genmsi_vmm::Strategy;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,13 +40,7 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
         stop: stop.clone(),
     };
     let start = Instant::now();
-    let device = std::thread::Builder::new()
-        .name("genmsi-kvm-device".into())
-        .spawn(move || model.run())
-        .map_err(|e| HarnessError::Kvm {
-            op: "spawn device thread",
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
+    let device = spawn("genmsi-kvm-device", move || model.run())?;
     let done = h.wait_for("the grow workload", workload_timeout(vectors), |h| {
         h.events().done.load(Ordering::Acquire)
     });

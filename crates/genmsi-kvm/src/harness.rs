@@ -171,6 +171,20 @@ pub fn kvm_usable() -> Result<Kvm, HarnessError> {
     Ok(kvm)
 }
 
+/// Starts a named thread of the harness.
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, HarnessError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| HarnessError::Kvm {
+            op: "spawn a thread",
+            errno: e.raw_os_error().unwrap_or(0),
+        })
+}
+
 fn put_u64s(mem: &mut GuestMemory, gpa: u64, values: &[u64]) {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     mem.write(gpa, &bytes);
@@ -313,13 +327,7 @@ impl Harness {
                 address: 0,
             },
         };
-        let vcpu = std::thread::Builder::new()
-            .name("genmsi-kvm-vcpu0".into())
-            .spawn(move || runner.run())
-            .map_err(|e| HarnessError::Kvm {
-                op: "spawn vCPU thread",
-                errno: e.raw_os_error().unwrap_or(0),
-            })?;
+        let vcpu = spawn("genmsi-kvm-vcpu0", move || runner.run())?;
         Ok(Harness {
             vcpu: Some(vcpu),
             functions,
