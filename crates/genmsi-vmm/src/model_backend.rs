@@ -203,11 +203,9 @@ impl MsiBackend for ModelBackend {
                 self.held(-1);
             }
         }
-        if self.backing.iter().all(Option::is_none) {
-            if self.anchor.take().is_some() {
-                self.nic.disable()?;
-                self.held(-1);
-            }
+        if self.backing.iter().all(Option::is_none) && self.anchor.take().is_some() {
+            self.nic.disable()?;
+            self.held(-1);
         }
         Ok(())
     }
