@@ -364,4 +364,23 @@ mod tests {
         assert_eq!(back.nic().allocated(), 0);
         assert_eq!(back.budget().in_use, 0);
     }
+
+    #[test]
+    fn a_refused_baseline_grow_puts_the_old_block_back_live() {
+        let mut base = virt(4, Strategy::Baseline);
+        set_mask(&mut base, 2, false).unwrap();
+        assert_eq!(base.budget().in_use, 3);
+        let ops = base.backend().nic().ops();
+        assert_eq!(
+            set_mask(&mut base, 9, false),
+            Err(Error::Budget {
+                index: 9,
+                budget: 4,
+                in_use: 3
+            })
+        );
+        assert_eq!(base.budget().in_use, 3, "the old block, untouched");
+        assert_eq!(base.backend().nic().ops(), ops, "no host vector touched");
+        assert!(matches!(raise(&mut base, 2), ModelRaise::Injected(r) if r.entry == 2));
+    }
 }

@@ -19,7 +19,7 @@
 //! Batched changes are committed once per trapped access.
 
 use crate::backend::{Budget, MsiBackend};
-use crate::error::{AccessError, Region, Result};
+use crate::error::{AccessError, Error, Region, Result};
 use crate::msix_emul::{Effect, MsixEmulation, MsixLayout};
 use genmsi_pci::Bar;
 use serde::Serialize;
@@ -265,6 +265,15 @@ impl<B: MsiBackend> VirtMsix<B> {
             Strategy::Baseline => {
                 let top = live.iter().copied().max().unwrap_or(0);
                 if top >= self.block {
+                    let budget = self.backend.budget();
+                    if top + 1 > budget.limit {
+                        // Refused before anything is torn down.
+                        return Err(Error::Budget {
+                            index: top,
+                            budget: budget.limit,
+                            in_use: budget.in_use,
+                        });
+                    }
                     let old = self.block;
                     // Disable the function (what the device raises is dropped from here),
                     // free everything, enable again with the bigger block.
@@ -273,10 +282,12 @@ impl<B: MsiBackend> VirtMsix<B> {
                     self.backend.commit()?;
                     let grown = self.back_block(top + 1);
                     if grown.is_err() {
+                        // Put back what the guest had; report the refusal.
                         self.back_block(old)?;
                     }
                     self.backend.enable(true)?;
-                    return grown.and_then(|()| self.unmask_live(0..self.block));
+                    let block = self.block;
+                    return self.unmask_live(0..block).and(grown);
                 }
                 self.unmask_live(live.iter().copied())
             }
