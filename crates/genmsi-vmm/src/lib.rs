@@ -16,6 +16,12 @@
 //!   with more vectors.
 //! - [`ims`]: a mediated device whose guest queues are backed by host IMS entries.
 //! - [`bench`](mod@bench): the same guest workload in both modes ([`bench::vfio_grow`]).
+//! - [`backend`]: the seam to the host side of a guest's entries ([`MsiBackend`]: back, update
+//!   the message, mask, unmask, release, budget), and [`virt`]: [`VirtMsix`], the emulation
+//!   driving any backend with the on-demand, eager or baseline [`Strategy`].
+//! - [`model_backend`]: the in-process host model behind the seam ([`ModelBackend`]).
+//! - `kvm` (Linux, feature `kvm`): KVM GSI routes and irqfds behind the seam
+//!   (`kvm::KvmMsix`), one `KVM_SET_GSI_ROUTING` per batch of route changes.
 //!
 //! ```
 //! use genmsi_pci::{Bar, PciAddress};
