@@ -72,6 +72,9 @@ fn print_table(r: &KvmGrowReport) {
         s.dropped_while_disabled.to_string()
     });
     row("  left in the guest's IRR", &|s| s.held_in_irr.to_string());
+    row("arrivals on other vectors", &|s| {
+        s.other_arrivals.to_string()
+    });
     row("vectors with a fire uncounted", &|s| {
         s.vectors_stalled.to_string()
     });

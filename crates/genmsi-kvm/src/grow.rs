@@ -48,7 +48,8 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
     let device: DeviceReport = device.join().unwrap_or_default();
     done?;
     let seconds = start.elapsed().as_secs_f64();
-    let counted = h.total();
+    let counted = h.counted();
+    let other_arrivals = h.total() - counted;
     let pba_seen = h.ctrl(ctrl::PBA_SEEN).load(Ordering::Acquire);
     let (budget, work, live_max, errors) = {
         let f = h.function(0);
@@ -60,6 +61,7 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
     h.stop()?;
     Ok(StrategyReport {
         held_in_irr: events.irr_at_exit.load(Ordering::Acquire),
+        other_arrivals,
         routes_max: budget.max_in_use,
         routes_end: budget.in_use,
         unmasked_max: live_max,

@@ -395,6 +395,14 @@ impl Harness {
         (0..256).map(|v| self.count(v)).sum()
     }
 
+    /// Arrivals the guest counted on the vectors it gives its entries
+    /// ([`guest::FIRST_VECTOR`], [`guest::VECTORS`] of them).
+    pub fn counted(&self) -> u64 {
+        (guest::FIRST_VECTOR..guest::FIRST_VECTOR + guest::VECTORS)
+            .map(|v| self.count(v))
+            .sum()
+    }
+
     /// A control block field.
     pub fn ctrl(&self, field: u64) -> &AtomicU64 {
         self.mem.u64_at(layout::CTRL + field)

@@ -65,6 +65,8 @@ pub struct StrategyReport {
     /// Vectors still pending in the guest's local APIC (IRR) when it exited: delivered by KVM,
     /// not taken by the guest (part of `lost` if not 0).
     pub held_in_irr: u64,
+    /// Arrivals on vectors the guest gave no entry (the spurious vector...): not in `counted`.
+    pub other_arrivals: u64,
     /// PBA bits the guest found set on entries it had masked while they fired.
     pub pba_seen: u64,
     /// Guest writes the host could not follow.
