@@ -30,7 +30,7 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 const BAR_BASE: u64 = 0xE000_0000;
 const BAR_STRIDE: u64 = 0x100_0000;
 /// How long a command may take the guest.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the harness could not run the guest.
 #[derive(Debug)]

@@ -234,3 +234,39 @@ fn budget_exhaustion_is_refused_for_that_device_only() {
     expect_count(&h, vector_of(4), 1);
     h.stop().unwrap();
 }
+
+#[test]
+fn entries_live_at_enable_get_their_routes_in_one_routing_call() {
+    let Some(h) = boot(vec![on_demand(16, 16), on_demand(64, 64)]) else {
+        return;
+    };
+    // The VMM of function 1 sees its driver unmask 8 entries, then set MSI-X Enable.
+    let mut f = h.function(1);
+    let v = f.virt_mut();
+    for i in 0..8u64 {
+        v.mmio_write(Bar::new(0), i * 16, &0xFEE0_0000u32.to_le_bytes())
+            .unwrap();
+        v.mmio_write(Bar::new(0), i * 16 + 8, &(0xD0 + i as u32).to_le_bytes())
+            .unwrap();
+        v.mmio_write(Bar::new(0), i * 16 + 12, &0u32.to_le_bytes())
+            .unwrap();
+    }
+    let calls = h.routes().lock().unwrap().stats().calls;
+    v.config_write(3, &[0x80]).unwrap();
+    assert_eq!(h.routes().lock().unwrap().stats().calls, calls + 1);
+    assert_eq!(v.budget().in_use, 8);
+    drop(f);
+    for i in 0..8 {
+        h.triggers(1).fire(i);
+        expect_count(&h, 0xD0 + i, 1);
+    }
+    // Unplugging the function frees every route; the guest's function keeps its own.
+    h.command(Command::Unmask, 3, 0).unwrap();
+    assert_eq!(h.routes().lock().unwrap().len(), 9);
+    h.function(1).virt_mut().release().unwrap();
+    assert_eq!(h.routes().lock().unwrap().len(), 1);
+    assert_eq!(h.function(1).virt().budget().in_use, 0);
+    h.triggers(0).fire(3);
+    expect_count(&h, vector_of(3), 1);
+    h.stop().unwrap();
+}

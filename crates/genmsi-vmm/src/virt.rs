@@ -357,10 +357,16 @@ impl<B: MsiBackend> VirtMsix<B> {
         result.and(self.backend.commit())
     }
 
+    /// Releases every entry's host resources now (the function is reset or goes away); a
+    /// later unmask backs entries again.
+    pub fn release(&mut self) -> Result<()> {
+        self.release_all()?;
+        self.backend.commit()
+    }
+
     /// The function goes away: every entry is released; the backend is handed back.
     pub fn unplug(mut self) -> Result<B> {
-        self.release_all()?;
-        self.backend.commit()?;
+        self.release()?;
         Ok(self.backend)
     }
 }
