@@ -23,11 +23,22 @@ enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// A real guest on KVM unmasks a function's MSI-X entries one by one while the device fires
+    /// the enabled ones through irqfds: GSI routes on demand vs. eager vs. disable/re-enable.
+    KvmGrow {
+        /// MSI-X entries of the function (1..=2048).
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=2048))]
+        vectors: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the chosen benchmark.
 pub fn run(args: BenchArgs) -> ExitCode {
     match args.which {
+        Which::KvmGrow { vectors, json } => crate::kvm_grow::run(vectors, json),
         Which::VfioGrow { vectors, json } => match bench::vfio_grow(vectors) {
             Ok(report) if json => match serde_json::to_string_pretty(&report) {
                 Ok(text) => {

@@ -941,13 +941,20 @@ fn kvm_section(o: &mut String, k: &Value) {
         ("baseline", "baseline"),
     ];
     let metrics = [
+        ("unmasked_max", "entries the guest had unmasked, at most"),
         ("routes_max", "GSI routes held, at most"),
         ("routes_end", "GSI routes held at the end"),
         ("routing_calls", "KVM_SET_GSI_ROUTING calls"),
-        ("host_seconds", "host seconds"),
+        ("routing_seconds", "seconds in KVM_SET_GSI_ROUTING"),
+        ("host_seconds", "host seconds (routes, irqfds, vectors)"),
+        ("host_us_per_unmask", "host microseconds per unmask"),
         ("fired", "interrupts the device fired"),
         ("counted", "interrupts the guest counted"),
         ("lost", "lost (fired - counted, by the guest)"),
+        (
+            "dropped_while_disabled",
+            "of those, fired while MSI-X was disabled",
+        ),
     ];
     o.push_str("<table><thead><tr><th></th>");
     for (label, _) in strategies {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod html;
+mod kvm_grow;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

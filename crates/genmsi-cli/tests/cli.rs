@@ -107,3 +107,41 @@ fn default_run_includes_the_vmm_comparison_and_is_deterministic() {
     assert_eq!(v["vmm"]["on_demand"]["lost"], 0);
     assert_eq!(v["vmm"]["on_demand"]["ops"], 65);
 }
+
+#[test]
+fn bench_kvm_grow_json_has_the_three_strategies_or_says_kvm_is_missing() {
+    let out = genmsi(&["bench", "kvm-grow", "--vectors", "16", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["vectors"], 16);
+    if v["kvm"] == false {
+        // One clear line, and nothing measured.
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("no usable /dev/kvm"), "{stderr}");
+        assert!(v.get("on_demand").is_none());
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    assert_eq!(v["kvm"], true);
+    for strategy in ["on_demand", "eager", "baseline"] {
+        for key in [
+            "routes_max",
+            "routes_end",
+            "routing_calls",
+            "host_seconds",
+            "fired",
+            "counted",
+            "lost",
+        ] {
+            assert!(v[strategy][key].is_number(), "{strategy}.{key}");
+        }
+        let s = &v[strategy];
+        assert_eq!(
+            s["lost"].as_u64().unwrap(),
+            s["fired"].as_u64().unwrap() - s["counted"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(v["eager"]["routes_max"], 16);
+    assert_eq!(v["on_demand"]["routes_max"], v["on_demand"]["unmasked_max"]);
+}

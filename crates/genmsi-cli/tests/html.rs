@@ -290,8 +290,10 @@ fn a_saved_report_renders_the_same_page_and_takes_measured_kvm_figures() {
 
     // A saved `genmsi bench kvm-grow --json`: its figures are shown as measured.
     let strategy = |lost: u64, routes: u64| {
-        serde_json::json!({"routes_max": routes, "routes_end": routes / 2, "routing_calls": 7,
-            "host_seconds": 0.0123, "fired": 1000 + lost, "counted": 1000, "lost": lost})
+        serde_json::json!({"unmasked_max": 200, "routes_max": routes, "routes_end": routes / 2,
+            "routing_calls": 7, "routing_seconds": 0.0021, "host_seconds": 0.0123,
+            "host_us_per_unmask": 48.5, "fired": 1000 + lost, "counted": 1000, "lost": lost,
+            "dropped_while_disabled": lost})
     };
     let kvm = serde_json::json!({"vectors": 256, "kvm": true, "on_demand": strategy(0, 200),
         "eager": strategy(0, 256), "baseline": strategy(31, 256)});
@@ -324,8 +326,8 @@ fn a_saved_report_renders_the_same_page_and_takes_measured_kvm_figures() {
         }
         cells += 1;
     }
-    assert_eq!(cells, 3 * 7);
-    assert_eq!(doc.select(&sel("#vmm figure em.measured")).count(), 7);
+    assert_eq!(cells, 3 * 11);
+    assert_eq!(doc.select(&sel("#vmm figure em.measured")).count(), 11);
 
     // Something that is not a run report is refused with a clear error.
     let out = genmsi(&[

@@ -136,6 +136,23 @@ pub enum Error {
     },
     /// The counters of a run do not add up: an interrupt went unaccounted (a bug).
     Unbalanced(Counters),
+    /// A KVM ioctl (or an eventfd call of the KVM backend) failed.
+    Kvm {
+        /// The call.
+        op: &'static str,
+        /// The error number it returned.
+        errno: i32,
+    },
+    /// The VM's GSI routing table is full (`KVM_MAX_IRQ_ROUTES` less the irqchip's routes).
+    Routes {
+        /// MSI routes the VM may hold.
+        limit: u32,
+    },
+    /// The entry has no host resources (or is past the table).
+    NotBacked {
+        /// The entry.
+        index: u32,
+    },
     /// The mediated device has no such queue, or it already exists.
     Queue {
         /// The guest queue id.
@@ -193,6 +210,9 @@ impl fmt::Display for Error {
             Error::Layout { vectors } => write!(f, "cannot lay out {vectors} vectors"),
             Error::NotInMode { mode } => write!(f, "not available in {mode:?} mode"),
             Error::Unbalanced(c) => write!(f, "interrupts unaccounted for: {c:?}"),
+            Error::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
+            Error::Routes { limit } => write!(f, "the VM's {limit} MSI routes are all in use"),
+            Error::NotBacked { index } => write!(f, "entry {index} has no host resources"),
             Error::Queue {
                 queue,
                 exists: true,

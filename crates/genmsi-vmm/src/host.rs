@@ -373,7 +373,8 @@ impl HostNic {
         Ok(irq)
     }
 
-    fn alloc_at_with(&mut self, index: u32, activate: bool) -> Result<Irq> {
+    /// Allocates vector `index`, active or only reserved (its entry masked).
+    pub fn alloc_at_with(&mut self, index: u32, activate: bool) -> Result<Irq> {
         let opts = AllocOpts {
             activate,
             ..AllocOpts::default()

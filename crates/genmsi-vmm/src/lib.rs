@@ -16,6 +16,12 @@
 //!   with more vectors.
 //! - [`ims`]: a mediated device whose guest queues are backed by host IMS entries.
 //! - [`bench`](mod@bench): the same guest workload in both modes ([`bench::vfio_grow`]).
+//! - [`backend`]: the seam to the host side of a guest's entries ([`MsiBackend`]: back, update
+//!   the message, mask, unmask, release, budget), and [`virt`]: [`VirtMsix`], the emulation
+//!   driving any backend with the on-demand, eager or baseline [`Strategy`].
+//! - [`model_backend`]: the in-process host model behind the seam ([`ModelBackend`]).
+//! - `kvm` (Linux, feature `kvm`): KVM GSI routes and irqfds behind the seam
+//!   (`kvm::KvmMsix`), one `KVM_SET_GSI_ROUTING` per batch of route changes.
 //!
 //! ```
 //! use genmsi_pci::{Bar, PciAddress};
@@ -46,18 +52,26 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod backend;
 pub mod baseline;
 pub mod bench;
 mod error;
 pub mod guest;
 pub mod host;
 pub mod ims;
+#[cfg(all(target_os = "linux", feature = "kvm"))]
+pub mod kvm;
+pub mod model_backend;
 pub mod msix_emul;
 pub mod passthrough;
+pub mod virt;
 
+pub use backend::{Budget, MsiBackend};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, MediatedDevice};
+pub use model_backend::{ModelBackend, ModelRaise};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};
 pub use passthrough::{Mode, PassthroughConfig, PassthroughMsix, UnmaskStats};
+pub use virt::{Strategy, UnmaskWork, VirtMsix};

@@ -1,0 +1,54 @@
+//! The VM's GSI routing table on real KVM: its limit is a typed error, and what was refused
+//! holds nothing. Skips, saying so, without `/dev/kvm`.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use genmsi::Msg;
+use genmsi_kvm::harness::kvm_usable;
+use genmsi_vmm::kvm::{GsiRoutes, KvmMsix};
+use genmsi_vmm::{Error, MsiBackend};
+use std::sync::Arc;
+
+#[test]
+fn the_vm_route_table_limit_is_refused_with_a_typed_error() {
+    let kvm = match kvm_usable() {
+        Ok(kvm) => kvm,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let vm = Arc::new(kvm.create_vm().unwrap());
+    vm.create_irq_chip().unwrap();
+    let routes = GsiRoutes::new(vm.clone());
+    let limit = routes.lock().unwrap().limit();
+    // KVM_MAX_IRQ_ROUTES (4,096) less the irqchip's 40 legacy routes (24 IO-APIC, 16 PIC).
+    assert_eq!(limit, 4096 - 40);
+    // Two functions share the table; each may hold more than the VM has.
+    let mut a = KvmMsix::new(vm.clone(), routes.clone(), 2048, 4096);
+    let mut b = KvmMsix::new(vm.clone(), routes.clone(), 2048, 4096);
+    let msg = |i: u32| Msg::new(0xFEE0_0000, 0x30 + i % 192);
+    for i in 0..2048 {
+        match a.back(i, msg(i)) {
+            Err(Error::Kvm { errno: 24, .. }) => {
+                eprintln!("skipped: too few file descriptors for 4,096 eventfds");
+                return;
+            }
+            r => r.unwrap(),
+        }
+    }
+    for i in 0..limit - 2048 {
+        b.back(i, msg(i)).unwrap();
+    }
+    let last = limit - 2048;
+    assert_eq!(b.back(last, msg(last)), Err(Error::Routes { limit }));
+    assert!(!b.is_backed(last), "nothing held for the refused entry");
+    assert_eq!(b.budget().in_use, last);
+    // The whole table goes to KVM in one call.
+    b.commit().unwrap();
+    assert_eq!(routes.lock().unwrap().stats().calls, 1);
+    // Freed routes are reused.
+    a.release(7).unwrap();
+    b.back(last, msg(last)).unwrap();
+    b.commit().unwrap();
+    assert_eq!(routes.lock().unwrap().len(), limit);
+}
