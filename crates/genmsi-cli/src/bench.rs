@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use genmsi_vmm::bench::{self, GrowConfig, GrowReport};
+use crate::bench_matrix;
 use std::process::ExitCode;
 
 /// `genmsi bench <which>`.
@@ -19,6 +20,19 @@ enum Which {
         /// MSI-X entries the guest unmasks (1..=2048).
         #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=2048))]
         vectors: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The vector matrix against the Linux scan on every mask shape (machine, node, two nodes,
+    /// single CPU, every 2nd / 3rd CPU, a random half, the machine with 1% of it offline).
+    Matrix {
+        /// CPUs of the machine (1..=65536).
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        cpus: u32,
+        /// The short run of the test command (seconds).
+        #[arg(long)]
+        short: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -42,6 +56,32 @@ pub fn run(args: BenchArgs) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Which::Matrix { cpus, short, json } => {
+            let size = if short {
+                bench_matrix::Size::SHORT
+            } else {
+                bench_matrix::Size::FULL
+            };
+            report(bench_matrix::run(cpus, size), json, bench_matrix::print)
+        }
+    }
+}
+
+/// Prints a JSON report as JSON or through `text`.
+fn report(r: anyhow::Result<serde_json::Value>, json: bool, text: fn(&serde_json::Value)) -> ExitCode {
+    match r {
+        Ok(v) if json => {
+            println!("{v:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            text(&v);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("genmsi bench: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `genmsi` command: runs scenarios on the simulated machine.
 
 mod bench;
+mod bench_matrix;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -57,6 +57,29 @@ pub enum MatrixError {
     NotAllocatable(Vector),
 }
 
+impl core::fmt::Display for MatrixError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MatrixError::NoVectors { cpus } => write!(f, "no vector available on CPUs {cpus}"),
+            MatrixError::ReservationsExhausted { available } => {
+                write!(f, "reservations exceed the {available} available vectors")
+            }
+            MatrixError::NoManagedVector { cpus } => {
+                write!(f, "no free managed vector on CPUs {cpus}")
+            }
+            MatrixError::NoSuchCpu(cpu) => write!(f, "CPU {cpu} is beyond the matrix"),
+            MatrixError::NotAllocated { cpu, vector } => {
+                write!(f, "vector {:#x} is not allocated on CPU {cpu}", vector.0)
+            }
+            MatrixError::NotAllocatable(v) => {
+                write!(f, "vector {:#x} is outside the allocatable range", v.0)
+            }
+        }
+    }
+}
+
+impl core::error::Error for MatrixError {}
+
 impl From<MatrixError> for genmsi::Error {
     fn from(e: MatrixError) -> Self {
         match e {

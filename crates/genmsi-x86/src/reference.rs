@@ -51,6 +51,16 @@ impl LinuxMatrix {
         self.v.release(cpu, vector, managed)
     }
 
+    /// Takes `cpu` offline: it is no longer chosen.
+    pub fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        self.v.set_online(cpu, false).map(|_| ())
+    }
+
+    /// Brings `cpu` back online.
+    pub fn online(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        self.v.set_online(cpu, true).map(|_| ())
+    }
+
     /// Vectors of `cpu` available for ordinary allocation.
     pub fn available(&self, cpu: u32) -> u32 {
         self.v.cpus.get(cpu as usize).map_or(0, |c| c.available)
