@@ -1,8 +1,8 @@
 //! `genmsi bench ...`: the benchmarks.
 
+use crate::bench_matrix;
 use clap::{Args, Subcommand};
 use genmsi_vmm::bench::{self, GrowConfig, GrowReport};
-use crate::bench_matrix;
 use std::process::ExitCode;
 
 /// `genmsi bench <which>`.
@@ -68,7 +68,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 /// Prints a JSON report as JSON or through `text`.
-fn report(r: anyhow::Result<serde_json::Value>, json: bool, text: fn(&serde_json::Value)) -> ExitCode {
+fn report(
+    r: anyhow::Result<serde_json::Value>,
+    json: bool,
+    text: fn(&serde_json::Value),
+) -> ExitCode {
     match r {
         Ok(v) if json => {
             println!("{v:#}");

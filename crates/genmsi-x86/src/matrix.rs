@@ -7,10 +7,10 @@
 //! Allocation picks, among the online CPUs of the requested mask, the one with the most
 //! available vectors, the lowest-numbered on a tie: the Linux rule, so the balance is the same.
 //! Linux finds that CPU by scanning every CPU of the mask (8,192 visits per allocation on a
-//! big machine with a machine-wide mask). Here a max tree over the CPUs' available counts answers
-//! "leftmost maximum in CPUs a..=b" in O(log n): a single CPU, a node (a contiguous block) and
-//! the whole machine are one range query; an irregular mask is split into its runs of
-//! consecutive CPUs, one query each. An allocation or free updates one leaf and its ancestors.
+//! big machine with a machine-wide mask). Here an index over the CPUs' available counts answers
+//! the same question without a scan, for every mask shape: a max tree for ranges (a single CPU,
+//! a node, the machine) and per-count bitmaps ANDed with the mask for irregular sets (see
+//! `best_cpu.rs`). An allocation or free updates one CPU's entry.
 //!
 //! The matrix also does what the x86 vector code needs around allocation:
 //! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
@@ -23,6 +23,7 @@
 //!   global total.
 
 use crate::apic::Vector;
+use crate::best_cpu::CpuIndex;
 use alloc::vec::Vec;
 use genmsi::CpuMask;
 
@@ -55,6 +56,8 @@ pub enum MatrixError {
     },
     /// A vector outside the allocatable range.
     NotAllocatable(Vector),
+    /// An allocatable range that is not within the 256 vectors, or ends before it starts.
+    BadConfig(MatrixConfig),
 }
 
 impl core::fmt::Display for MatrixError {
@@ -74,6 +77,11 @@ impl core::fmt::Display for MatrixError {
             MatrixError::NotAllocatable(v) => {
                 write!(f, "vector {:#x} is outside the allocatable range", v.0)
             }
+            MatrixError::BadConfig(c) => write!(
+                f,
+                "allocatable range {:#x}..{:#x} is not within 0..0x100",
+                c.first.0, c.end
+            ),
         }
     }
 }
@@ -90,12 +98,12 @@ impl From<MatrixError> for genmsi::Error {
                 cpus: CpuMask::empty(),
             },
             MatrixError::NoSuchCpu(_) => genmsi::Error::EmptyAffinity,
-            MatrixError::NotAllocated { .. } | MatrixError::NotAllocatable(_) => {
-                genmsi::Error::Domain {
-                    domain: "vector",
-                    reason: "vector bookkeeping mismatch",
-                }
-            }
+            MatrixError::NotAllocated { .. }
+            | MatrixError::NotAllocatable(_)
+            | MatrixError::BadConfig(_) => genmsi::Error::Domain {
+                domain: "vector",
+                reason: "vector bookkeeping mismatch",
+            },
         }
     }
 }
@@ -150,6 +158,9 @@ pub(crate) struct CpuVectors {
     pub(crate) alloc: VectorSet,
     /// Vectors set aside for managed irqs.
     pub(crate) managed: VectorSet,
+    /// `alloc | managed | system`, kept up to date (the matrix's fast path reads it; the Linux
+    /// reference recomputes the union on every allocation, as Linux does).
+    pub(crate) used: VectorSet,
     /// Vectors available for ordinary allocation.
     pub(crate) available: u32,
     /// Ordinary vectors allocated.
@@ -167,6 +178,15 @@ pub struct MatrixConfig {
     pub first: Vector,
     /// One past the last allocatable vector (0x100 for all).
     pub end: u16,
+}
+
+impl MatrixConfig {
+    fn check(&self) -> Result<(), MatrixError> {
+        if self.end > 0x100 || u16::from(self.first.0) > self.end {
+            return Err(MatrixError::BadConfig(*self));
+        }
+        Ok(())
+    }
 }
 
 impl Default for MatrixConfig {
@@ -211,14 +231,26 @@ impl Vectors {
     }
 
     fn used(&self, cpu: usize) -> VectorSet {
-        let c = &self.cpus[cpu];
-        c.alloc.union(&c.managed).union(&self.system)
+        self.cpus[cpu].used
     }
 
     /// Takes the lowest free vector on `cpu` (which has one: `available > 0`).
     pub(crate) fn take(&mut self, cpu: u32, reserved: bool) -> Vector {
         let v = self
             .used(cpu as usize)
+            .first_free(self.cfg.first.0, self.cfg.end)
+            .expect("available > 0 means a free vector");
+        self.take_vector(cpu, v, reserved)
+    }
+
+    /// [`Vectors::take`] the way Linux's `matrix_alloc_area` does it: the union of the
+    /// allocated, managed and system maps is built for every allocation.
+    pub(crate) fn take_linux(&mut self, cpu: u32, reserved: bool) -> Vector {
+        let c = &self.cpus[cpu as usize];
+        let v = c
+            .alloc
+            .union(&c.managed)
+            .union(&self.system)
             .first_free(self.cfg.first.0, self.cfg.end)
             .expect("available > 0 means a free vector");
         self.take_vector(cpu, v, reserved)
@@ -235,6 +267,7 @@ impl Vectors {
     pub(crate) fn take_vector(&mut self, cpu: u32, v: u8, reserved: bool) -> Vector {
         let c = &mut self.cpus[cpu as usize];
         c.alloc.insert(v);
+        c.used.insert(v);
         c.allocated += 1;
         c.available -= 1;
         if c.online {
@@ -275,6 +308,7 @@ impl Vectors {
         if managed {
             c.managed_allocated -= 1;
         } else {
+            c.used.remove(v.0);
             c.allocated -= 1;
             c.available += 1;
             if online {
@@ -314,6 +348,7 @@ impl Vectors {
             };
             let c = &mut self.cpus[cpu as usize];
             c.managed.insert(v);
+            c.used.insert(v);
             c.managed_reserved += 1;
             c.available -= 1;
             if c.online {
@@ -327,6 +362,7 @@ impl Vectors {
     fn unreserve_managed_vector(&mut self, cpu: u32, v: u8) {
         let c = &mut self.cpus[cpu as usize];
         c.managed.remove(v);
+        c.used.remove(v);
         c.managed_reserved -= 1;
         c.available += 1;
         if c.online {
@@ -406,6 +442,7 @@ impl Vectors {
         }
         self.system.insert(v.0);
         for c in &mut self.cpus {
+            c.used.insert(v.0);
             c.available -= 1;
             if c.online {
                 self.global_available -= 1;
@@ -419,30 +456,33 @@ impl Vectors {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VectorMatrix {
     v: Vectors,
-    /// Max tree over `key(cpu)`: leaves at `size..size + n`, padding leaves are -1.
-    tree: Vec<i32>,
-    size: usize,
+    index: CpuIndex,
 }
 
 impl VectorMatrix {
-    /// `nr_cpus` CPUs, all online, with the default allocatable range.
+    /// `nr_cpus` CPUs, all online, with the default allocatable range. A matrix holds at most
+    /// [`MAX_CPUS`](genmsi::MAX_CPUS) CPUs (no mask can name more): `nr_cpus` is clamped there.
     pub fn new(nr_cpus: u32) -> Self {
-        Self::with_config(nr_cpus, MatrixConfig::default())
+        Self::build(nr_cpus, MatrixConfig::default())
     }
 
-    /// `nr_cpus` CPUs, all online, with the allocatable range of `cfg`.
-    pub fn with_config(nr_cpus: u32, cfg: MatrixConfig) -> Self {
-        let size = (nr_cpus as usize).next_power_of_two().max(1);
+    /// `nr_cpus` CPUs (clamped at [`MAX_CPUS`](genmsi::MAX_CPUS)), all online, with the
+    /// allocatable range of `cfg`, which must lie within the 256 vectors with `first <= end`.
+    pub fn with_config(nr_cpus: u32, cfg: MatrixConfig) -> Result<Self, MatrixError> {
+        cfg.check()?;
+        Ok(Self::build(nr_cpus, cfg))
+    }
+
+    fn build(nr_cpus: u32, cfg: MatrixConfig) -> Self {
+        let nr_cpus = nr_cpus.min(genmsi::MAX_CPUS);
+        let v = Vectors::new(nr_cpus, cfg);
+        let max_key = v.cpus.first().map_or(0, |c| c.available);
         let mut m = VectorMatrix {
-            v: Vectors::new(nr_cpus, cfg),
-            tree: alloc::vec![-1; 2 * size],
-            size,
+            index: CpuIndex::new(nr_cpus as usize, max_key),
+            v,
         };
         for cpu in 0..nr_cpus {
-            m.tree[size + cpu as usize] = m.key(cpu);
-        }
-        for i in (1..size).rev() {
-            m.tree[i] = m.tree[2 * i].max(m.tree[2 * i + 1]);
+            m.update(cpu);
         }
         m
     }
@@ -457,93 +497,12 @@ impl VectorMatrix {
     }
 
     fn update(&mut self, cpu: u32) {
-        let mut i = self.size + cpu as usize;
-        self.tree[i] = self.key(cpu);
-        while i > 1 {
-            i /= 2;
-            let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
-            if self.tree[i] == max {
-                // The ancestors above hold maxima of unchanged values: nothing more to do.
-                break;
-            }
-            self.tree[i] = max;
-        }
-    }
-
-    /// The leftmost CPU of `lo..=hi` with the largest key, and that key.
-    fn best_in(&self, lo: u32, hi: u32) -> Option<(i32, u32)> {
-        let hi = hi.min(self.v.cpus.len() as u32 - 1);
-        if lo > hi {
-            return None;
-        }
-        let (mut l, mut r) = (self.size + lo as usize, self.size + hi as usize + 1);
-        let mut best: Option<(i32, usize)> = None;
-        let mut right = [0usize; 64];
-        let mut nr = 0;
-        let consider = |best: &mut Option<(i32, usize)>, node: usize| {
-            if best.is_none_or(|(v, _)| self.tree[node] > v) {
-                *best = Some((self.tree[node], node));
-            }
-        };
-        while l < r {
-            if l & 1 == 1 {
-                consider(&mut best, l);
-                l += 1;
-            }
-            if r & 1 == 1 {
-                r -= 1;
-                right[nr] = r;
-                nr += 1;
-            }
-            l /= 2;
-            r /= 2;
-        }
-        for &node in right[..nr].iter().rev() {
-            consider(&mut best, node);
-        }
-        let (value, mut node) = best?;
-        while node < self.size {
-            node = if self.tree[2 * node] == value {
-                2 * node
-            } else {
-                2 * node + 1
-            };
-        }
-        Some((value, (node - self.size) as u32))
+        self.index.set(cpu, self.key(cpu));
     }
 
     /// The CPU an allocation over `mask` would use.
     pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
-        if let Some(cpu) = mask.as_single() {
-            // The single-CPU fast path: one leaf, no query.
-            let leaf = self
-                .tree
-                .get(self.size + cpu as usize)
-                .copied()
-                .unwrap_or(-1);
-            return (leaf > 0 && (cpu as usize) < self.v.cpus.len()).then_some(cpu);
-        }
-        let best = match mask.as_range() {
-            Some((lo, hi)) => self.best_in(lo, hi),
-            None => {
-                let mut best: Option<(i32, u32)> = None;
-                let mut cpu = mask.first();
-                while let Some(lo) = cpu {
-                    let mut hi = lo;
-                    while hi + 1 < self.v.cpus.len() as u32 && mask.contains(hi + 1) {
-                        hi += 1;
-                    }
-                    if let Some(b) = self.best_in(lo, hi) {
-                        if best.is_none_or(|(v, _)| b.0 > v) {
-                            best = Some(b);
-                        }
-                    }
-                    cpu = mask.next_from(hi + 1);
-                }
-                best
-            }
-        };
-        best.filter(|&(v, _)| v > 0).map(|(_, cpu)| cpu)
+        self.index.best(mask)
     }
 
     /// Allocates a vector on the online CPU of `mask` with the most available vectors.
@@ -706,17 +665,7 @@ impl VectorMatrix {
     /// Costs O(CPUs); for tests and debugging dumps.
     pub fn check(&self) -> Result<(), &'static str> {
         check_vectors(&self.v)?;
-        for cpu in 0..self.v.cpus.len() as u32 {
-            if self.tree[self.size + cpu as usize] != self.key(cpu) {
-                return Err("tree leaf differs from the CPU's available count");
-            }
-        }
-        for i in 1..self.size {
-            if self.tree[i] != self.tree[2 * i].max(self.tree[2 * i + 1]) {
-                return Err("tree node is not the max of its children");
-            }
-        }
-        Ok(())
+        self.index.check(|cpu| self.key(cpu))
     }
 }
 
@@ -739,6 +688,9 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
         })));
         if count(&c.managed) != c.managed_reserved || managed_alloc != c.managed_allocated {
             return Err("managed counts differ from the bitmaps");
+        }
+        if c.used != c.alloc.union(&c.managed).union(&v.system) {
+            return Err("cached used set differs from the bitmaps");
         }
         if count(&c.alloc) != c.allocated + c.managed_allocated {
             return Err("allocated count differs from the bitmap");
@@ -842,7 +794,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x24,
             },
-        );
+        )
+        .unwrap();
         for _ in 0..8 {
             m.reserve().unwrap();
         }
@@ -867,7 +820,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x24,
             },
-        );
+        )
+        .unwrap();
         let cpu0 = CpuMask::single(0);
         m.reserve_managed(&cpu0).unwrap();
         m.reserve_managed(&cpu0).unwrap();
@@ -906,7 +860,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x22,
             },
-        );
+        )
+        .unwrap();
         m.alloc(&CpuMask::single(2), false).unwrap();
         m.alloc(&CpuMask::single(2), false).unwrap();
         let before = m.clone();

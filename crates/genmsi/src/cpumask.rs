@@ -171,6 +171,15 @@ impl CpuMask {
         }
     }
 
+    /// The bitmap of an irregular mask (CPU `c` is bit `c % 64` of word `c / 64`; the last
+    /// word is never zero); `None` for the empty mask and for ranges, which have no bitmap.
+    pub fn as_words(&self) -> Option<&[u64]> {
+        match &self.0 {
+            Repr::Bits(w) => Some(w),
+            _ => None,
+        }
+    }
+
     /// The lowest CPU of the mask that is `>= from`.
     pub fn next_from(&self, from: u32) -> Option<u32> {
         match &self.0 {

@@ -1,0 +1,296 @@
+//! Where the most available vectors are: the index behind [`VectorMatrix`](crate::VectorMatrix).
+//!
+//! Every CPU has a key, its available vector count (-1 when offline). The question the matrix
+//! asks on every allocation is Linux's: "the lowest-numbered CPU of this mask with the strictly
+//! largest key". Linux answers it by scanning the mask. [`CpuIndex`] keeps the keys twice so
+//! that no mask shape needs a scan:
+//!
+//! 1. **A max tree over CPU numbers.** A single CPU, a node, two nodes and the whole machine are
+//!    ranges `a..=b`: one O(log n) query each.
+//! 2. **One bitmap per key value** (the online CPUs holding that many available vectors), each
+//!    with a summary bit per non-zero word. For an irregular mask (every 2nd CPU, a housekeeping
+//!    set, a random half) the answer is the first CPU of the highest level whose bitmap meets the
+//!    mask, found by ANDing words from the top level down. A level that misses the mask costs
+//!    one pass over its non-zero words. Keys stay within a few values of each other on a
+//!    balanced machine, so a handful of levels is all a query visits; when the levels visited
+//!    cost more than scanning the mask would (a small mask drained far below the rest of the
+//!    machine), the query finishes with a scan of the mask over the packed keys, which is still
+//!    less work per CPU than Linux's.
+//!
+//! An update (one CPU's key changes) moves one bit between two levels and fixes the tree path.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use genmsi::CpuMask;
+
+/// The online CPUs whose key is one value.
+#[derive(Clone, Default)]
+struct Level {
+    count: u32,
+    /// Bit `c % 64` of word `c / 64` for CPU `c`; empty until the level is first used.
+    words: Vec<u64>,
+    /// Bit `w % 64` of word `w / 64` when `words[w]` is not zero.
+    summary: Vec<u64>,
+}
+
+/// The CPU index (see the module docs).
+#[derive(Clone)]
+pub(crate) struct CpuIndex {
+    nr: usize,
+    /// Max tree: leaves at `size..size + nr` hold the keys, padding leaves -1.
+    size: usize,
+    tree: Vec<i32>,
+    /// `levels[k]`: the CPUs with key `k`, for `k` in `1..=max_key` (level 0 is never chosen).
+    levels: Vec<Level>,
+    /// The highest level with a CPU in it (0 when none).
+    top: usize,
+}
+
+impl PartialEq for CpuIndex {
+    /// The levels are a function of the keys, which the tree holds.
+    fn eq(&self, other: &Self) -> bool {
+        self.tree == other.tree
+    }
+}
+
+impl Eq for CpuIndex {}
+
+impl fmt::Debug for CpuIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CpuIndex")
+            .field("cpus", &self.nr)
+            .field("top", &self.top)
+            .finish()
+    }
+}
+
+impl CpuIndex {
+    /// `nr` CPUs with keys at most `max_key`, all -1 (offline) until set.
+    pub(crate) fn new(nr: usize, max_key: u32) -> Self {
+        let size = nr.next_power_of_two().max(1);
+        CpuIndex {
+            nr,
+            size,
+            tree: vec![-1; 2 * size],
+            levels: vec![Level::default(); max_key as usize + 1],
+            top: 0,
+        }
+    }
+
+    /// The key of `cpu` (-1 beyond the index).
+    pub(crate) fn key(&self, cpu: u32) -> i32 {
+        if (cpu as usize) < self.nr {
+            self.tree[self.size + cpu as usize]
+        } else {
+            -1
+        }
+    }
+
+    /// Sets the key of `cpu` (below `nr`, at most `max_key`).
+    pub(crate) fn set(&mut self, cpu: u32, key: i32) {
+        let mut i = self.size + cpu as usize;
+        let old = self.tree[i];
+        if old == key {
+            return;
+        }
+        self.leave(cpu as usize, old);
+        self.enter(cpu as usize, key);
+        self.tree[i] = key;
+        while i > 1 {
+            i /= 2;
+            let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
+            if self.tree[i] == max {
+                // The ancestors above hold maxima of unchanged values: nothing more to do.
+                break;
+            }
+            self.tree[i] = max;
+        }
+    }
+
+    fn enter(&mut self, cpu: usize, key: i32) {
+        let Some(level) = usize::try_from(key)
+            .ok()
+            .filter(|&k| k > 0)
+            .and_then(|k| self.levels.get_mut(k))
+        else {
+            return;
+        };
+        if level.words.is_empty() {
+            let words = self.nr.div_ceil(64);
+            level.words = vec![0; words];
+            level.summary = vec![0; words.div_ceil(64)];
+        }
+        let w = cpu / 64;
+        level.words[w] |= 1 << (cpu % 64);
+        level.summary[w / 64] |= 1 << (w % 64);
+        level.count += 1;
+        self.top = self.top.max(key as usize);
+    }
+
+    fn leave(&mut self, cpu: usize, key: i32) {
+        let Some(level) = usize::try_from(key)
+            .ok()
+            .filter(|&k| k > 0)
+            .and_then(|k| self.levels.get_mut(k))
+        else {
+            return;
+        };
+        let w = cpu / 64;
+        level.words[w] &= !(1 << (cpu % 64));
+        if level.words[w] == 0 {
+            level.summary[w / 64] &= !(1 << (w % 64));
+        }
+        level.count -= 1;
+        while self.top > 0 && self.levels[self.top].count == 0 {
+            self.top -= 1;
+        }
+    }
+
+    /// The lowest CPU of `mask` with the largest positive key.
+    pub(crate) fn best(&self, mask: &CpuMask) -> Option<u32> {
+        let best = if let Some(cpu) = mask.as_single() {
+            Some((self.key(cpu), cpu))
+        } else if let Some((lo, hi)) = mask.as_range() {
+            self.best_in(lo, hi)
+        } else {
+            return self.best_in_words(mask.as_words()?);
+        };
+        best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
+    }
+
+    /// The leftmost CPU of `lo..=hi` with the largest key, and that key.
+    fn best_in(&self, lo: u32, hi: u32) -> Option<(i32, u32)> {
+        let hi = (hi as usize).min(self.nr.checked_sub(1)?);
+        if lo as usize > hi {
+            return None;
+        }
+        let (mut l, mut r) = (self.size + lo as usize, self.size + hi + 1);
+        let mut best: Option<(i32, usize)> = None;
+        let mut right = [0usize; 64];
+        let mut nr = 0;
+        let consider = |best: &mut Option<(i32, usize)>, node: usize| {
+            if best.is_none_or(|(v, _)| self.tree[node] > v) {
+                *best = Some((self.tree[node], node));
+            }
+        };
+        while l < r {
+            if l & 1 == 1 {
+                consider(&mut best, l);
+                l += 1;
+            }
+            if r & 1 == 1 {
+                r -= 1;
+                right[nr] = r;
+                nr += 1;
+            }
+            l /= 2;
+            r /= 2;
+        }
+        for &node in right[..nr].iter().rev() {
+            consider(&mut best, node);
+        }
+        let (value, mut node) = best?;
+        while node < self.size {
+            node = if self.tree[2 * node] == value {
+                2 * node
+            } else {
+                2 * node + 1
+            };
+        }
+        Some((value, (node - self.size) as u32))
+    }
+
+    /// The lowest CPU of an irregular mask (as words) with the largest positive key.
+    fn best_in_words(&self, mask: &[u64]) -> Option<u32> {
+        let mask = &mask[..mask.len().min(self.nr.div_ceil(64))];
+        let weight: usize = mask.iter().map(|w| w.count_ones() as usize).sum();
+        // A level word costs about what two CPUs of a scan cost.
+        let mut budget = weight / 2 + 8;
+        for level in self.levels[1..=self.top].iter().rev() {
+            if level.count == 0 {
+                continue;
+            }
+            'level: for (s, &summary) in level.summary.iter().enumerate() {
+                let mut bits = summary;
+                while bits != 0 {
+                    let w = s * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let Some(&m) = mask.get(w) else {
+                        break 'level;
+                    };
+                    let hit = level.words[w] & m;
+                    if hit != 0 {
+                        return Some((w * 64) as u32 + hit.trailing_zeros());
+                    }
+                    budget = match budget.checked_sub(1) {
+                        Some(b) => b,
+                        None => return self.scan(mask),
+                    };
+                }
+            }
+        }
+        None
+    }
+
+    /// The Linux scan, over the packed keys: the first CPU with the strictly largest key.
+    fn scan(&self, mask: &[u64]) -> Option<u32> {
+        let (mut best, mut max) = (None, 0);
+        for (w, &word) in mask.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let cpu = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(&key) = self.tree.get(self.size + cpu).filter(|_| cpu < self.nr) else {
+                    return best;
+                };
+                if key > max {
+                    (max, best) = (key, Some(cpu as u32));
+                }
+            }
+        }
+        best
+    }
+
+    /// Checks the tree and the levels against `key(cpu)` for every CPU.
+    pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
+        let mut counts = vec![0u32; self.levels.len()];
+        for cpu in 0..self.nr {
+            let k = key(cpu as u32);
+            if self.tree[self.size + cpu] != k {
+                return Err("index leaf differs from the CPU's available count");
+            }
+            for (l, level) in self.levels.iter().enumerate().skip(1) {
+                let member = level
+                    .words
+                    .get(cpu / 64)
+                    .is_some_and(|w| w & (1 << (cpu % 64)) != 0);
+                if member != (k == l as i32) {
+                    return Err("index level membership differs from the CPU's count");
+                }
+            }
+            if k > 0 {
+                counts[k as usize] += 1;
+            }
+        }
+        for i in 1..self.size {
+            if self.tree[i] != self.tree[2 * i].max(self.tree[2 * i + 1]) {
+                return Err("index tree node is not the max of its children");
+            }
+        }
+        for (l, level) in self.levels.iter().enumerate().skip(1) {
+            if level.count != counts[l] {
+                return Err("index level count differs from its members");
+            }
+            for (w, &word) in level.words.iter().enumerate() {
+                if (level.summary[w / 64] & (1 << (w % 64)) != 0) != (word != 0) {
+                    return Err("index level summary differs from its words");
+                }
+            }
+        }
+        if self.top != counts.iter().rposition(|&c| c > 0).unwrap_or(0) {
+            return Err("index top level is not the highest level in use");
+        }
+        Ok(())
+    }
+}
