@@ -15,7 +15,10 @@
 //! The matrix also does what the x86 vector code needs around allocation:
 //! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
 //!   available total; the real vector is assigned at activation by `alloc(.., reserved: true)`.
-//!   The count never exceeds what is available, so activation cannot fail for lack of vectors;
+//!   A reservation is refused when the reservations already match the available vectors (Linux
+//!   only warns), so reservations alone never overcommit. Plain and managed allocations and CPUs
+//!   going offline can still take the vectors reservations counted on, as on Linux: activation
+//!   then fails with a typed [`MatrixError::NoVectors`] and changes nothing;
 //! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
 //!   CPU of a mask; only [`VectorMatrix::alloc_managed`] takes it and only
 //!   [`VectorMatrix::remove_managed`] gives it back;
@@ -388,25 +391,53 @@ impl Vectors {
         touched
     }
 
-    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
-        let best = mask
-            .iter()
-            .filter(|&c| (c as usize) < self.cpus.len())
-            .filter_map(|cpu| {
-                let c = &self.cpus[cpu as usize];
-                let spare = c
-                    .managed
-                    .minus(&c.alloc)
-                    .first_in(self.cfg.first.0, self.cfg.end)?;
-                c.online.then_some((c.managed_allocated, cpu, spare))
-            })
-            .min();
-        let (_, cpu, v) = best.ok_or(MatrixError::NoManagedVector { cpus: mask.clone() })?;
+    /// The CPU of `mask` whose managed vector goes next, as Linux picks it
+    /// (`matrix_find_best_cpu_managed`): the *last* online CPU with the fewest managed vectors
+    /// allocated. `with_spare`: only CPUs that have a reserved managed vector left (the matrix's
+    /// rule, so it never fails where a vector is there; Linux looks at the counts only and
+    /// fails when its pick has none). Where Linux's pick has a spare, both pick the same CPU.
+    pub(crate) fn managed_pick(&self, mask: &CpuMask, with_spare: bool) -> Option<u32> {
+        let mut best: Option<(u32, u32)> = None;
+        for cpu in mask.iter() {
+            let Some(c) = self.cpus.get(cpu as usize) else {
+                break;
+            };
+            if !c.online || (with_spare && self.managed_spare(cpu).is_none()) {
+                continue;
+            }
+            if best.is_none_or(|(n, _)| c.managed_allocated <= n) {
+                best = Some((c.managed_allocated, cpu));
+            }
+        }
+        best.map(|(_, cpu)| cpu)
+    }
+
+    /// The lowest reserved managed vector of `cpu` not allocated.
+    fn managed_spare(&self, cpu: u32) -> Option<u8> {
+        let c = self.cpus.get(cpu as usize)?;
+        c.managed
+            .minus(&c.alloc)
+            .first_in(self.cfg.first.0, self.cfg.end)
+    }
+
+    /// Allocates the managed vector of `cpu` (the pick of [`Vectors::managed_pick`]).
+    pub(crate) fn take_managed(
+        &mut self,
+        cpu: Option<u32>,
+        mask: &CpuMask,
+    ) -> Result<(u32, Vector), MatrixError> {
+        let none = || MatrixError::NoManagedVector { cpus: mask.clone() };
+        let cpu = cpu.ok_or_else(none)?;
+        let v = self.managed_spare(cpu).ok_or_else(none)?;
         let c = &mut self.cpus[cpu as usize];
         c.alloc.insert(v);
         c.managed_allocated += 1;
         self.total_allocated += 1;
         Ok((cpu, Vector(v)))
+    }
+
+    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        self.take_managed(self.managed_pick(mask, true), mask)
     }
 
     pub(crate) fn set_online(&mut self, cpu: u32, online: bool) -> Result<bool, MatrixError> {
@@ -570,8 +601,9 @@ impl VectorMatrix {
         }
     }
 
-    /// Allocates a reserved managed vector on the CPU of `mask` with the fewest managed
-    /// vectors in use.
+    /// Allocates a reserved managed vector on the last online CPU of `mask` with the fewest
+    /// managed vectors in use, among those with a reserved vector left (Linux's choice whenever
+    /// Linux's choice has one).
     pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
         self.v.alloc_managed(mask)
     }
@@ -674,6 +706,7 @@ pub(crate) fn spread(values: impl Iterator<Item = u32>) -> u32 {
     hi.saturating_sub(lo)
 }
 
+/// Reservations may exceed what is available (see the module docs): not checked.
 pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
     let per_cpu = u32::from(v.cfg.end - u16::from(v.cfg.first.0));
     let system = (u16::from(v.cfg.first.0)..v.cfg.end)
@@ -705,9 +738,6 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
     }
     if global != v.global_available || total != v.total_allocated {
         return Err("global counts differ from the per-CPU counts");
-    }
-    if v.global_reserved > v.global_available {
-        return Err("reservations exceed the available vectors");
     }
     Ok(())
 }
