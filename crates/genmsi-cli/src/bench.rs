@@ -1,6 +1,6 @@
 //! `genmsi bench ...`: the benchmarks.
 
-use crate::bench_matrix;
+use crate::{bench_deliver, bench_matrix};
 use clap::{Args, Subcommand};
 use genmsi_vmm::bench::{self, GrowConfig, GrowReport};
 use std::process::ExitCode;
@@ -37,6 +37,19 @@ enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// The delivery path (remapping, vector table, irq table, handler) on T threads at once, one
+    /// irq per thread on its own CPU: nanoseconds per irq and scaling from 1 to T threads.
+    Deliver {
+        /// Threads (1..=256).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: u32,
+        /// The short run of the test command (seconds).
+        #[arg(long)]
+        short: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the chosen benchmark.
@@ -63,6 +76,22 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 bench_matrix::Size::FULL
             };
             report(bench_matrix::run(cpus, size), json, bench_matrix::print)
+        }
+        Which::Deliver {
+            threads,
+            short,
+            json,
+        } => {
+            let size = if short {
+                bench_deliver::Size::SHORT
+            } else {
+                bench_deliver::Size::FULL
+            };
+            report(
+                bench_deliver::run(threads, size),
+                json,
+                bench_deliver::print,
+            )
         }
     }
 }

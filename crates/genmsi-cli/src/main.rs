@@ -1,7 +1,9 @@
 //! The `genmsi` command: runs scenarios on the simulated machine.
 
 mod bench;
+mod bench_deliver;
 mod bench_matrix;
+mod bench_stack;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
