@@ -1,6 +1,6 @@
 //! `genmsi bench ...`: the benchmarks.
 
-use crate::{bench_deliver, bench_matrix};
+use crate::{bench_deliver, bench_matrix, bench_scale};
 use clap::{Args, Subcommand};
 use genmsi_vmm::bench::{self, GrowConfig, GrowReport};
 use std::process::ExitCode;
@@ -33,6 +33,23 @@ enum Which {
         /// The short run of the test command (seconds).
         #[arg(long)]
         short: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Heap bytes per irq on the x86 + VT-d stack with CPUs offline and node and irregular
+    /// masks mixed, beside Linux's layout for the same irqs (modelled).
+    Scale {
+        /// CPUs of the machine (2..=65536).
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(2..=65536))]
+        cpus: u32,
+        /// Irqs to allocate and activate (1..=1000000); by default 100,000, or 150 per online
+        /// CPU on a machine too small for that.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        irqs: Option<u32>,
+        /// CPUs to take offline first.
+        #[arg(long, default_value_t = 0)]
+        offline: u32,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -76,6 +93,19 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 bench_matrix::Size::FULL
             };
             report(bench_matrix::run(cpus, size), json, bench_matrix::print)
+        }
+        Which::Scale {
+            cpus,
+            irqs,
+            offline,
+            json,
+        } => {
+            let irqs = irqs.unwrap_or_else(|| (cpus.saturating_sub(offline) * 150).min(100_000));
+            report(
+                bench_scale::run(cpus, irqs, offline),
+                json,
+                bench_scale::print,
+            )
         }
         Which::Deliver {
             threads,

@@ -52,11 +52,11 @@ fn round(stack: &Stack, msgs: &[Msg], n: u32) -> anyhow::Result<Duration> {
             .map(|msg| {
                 let start = &start;
                 s.spawn(move || -> anyhow::Result<()> {
-                    let mut unit = IrUnit::new(false, false);
+                    let mut unit = IrUnit::new(stack.x2apic, false);
                     start.wait();
                     for _ in 0..n {
                         let t = unit
-                            .translate(msg, RID, &stack.irtes)
+                            .translate(msg, RID, &stack.units[0].1)
                             .map_err(|r| anyhow::anyhow!("blocked: {r:?}"))?;
                         let irq = stack
                             .vectors
@@ -91,7 +91,7 @@ pub fn run(threads: u32, size: Size) -> anyhow::Result<Value> {
     anyhow::ensure!((1..=256).contains(&threads), "--threads must be 1..=256");
     let cpus = threads.max(2);
     let stack = Stack::new(cpus, 1024)?;
-    let dev = stack.device("nic", RID, threads)?;
+    let dev = stack.device("nic", RID, threads, 0)?;
     let mut msgs = Vec::new();
     for i in 0..threads {
         let opts = AllocOpts {

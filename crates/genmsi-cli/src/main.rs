@@ -3,6 +3,7 @@
 mod bench;
 mod bench_deliver;
 mod bench_matrix;
+mod bench_scale;
 mod bench_stack;
 
 use anyhow::Context;

@@ -53,7 +53,7 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn set_affinity(&self, irq: Irq, mask: &CpuMask) -> Result<()> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let target = mask.and(&cfg.online);
+        let target = cfg.masks.intern(mask.and(&cfg.online));
         if target.is_empty() {
             return Err(Error::EmptyAffinity);
         }
@@ -180,7 +180,7 @@ impl<R: RawMutex> IrqSystem<R> {
     ) -> Result<()> {
         let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         let desc = &dd.descs[&d.index];
-        let target = desc.affinity.and(remaining);
+        let target = cfg.masks.intern(desc.affinity.and(remaining));
         if desc.managed && target.is_empty() {
             let chain = chain_of(&cfg.domains, dd.parent);
             deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
