@@ -185,9 +185,17 @@ fn print_grow(r: &GrowReport) {
     );
     println!("{:<28}{:>16}{:>16}", "interrupts lost", a.lost, b.lost);
     println!("{:<28}{:>16.4}{:>16.4}", "seconds", a.seconds, b.seconds);
+    println!(
+        "{:<28}{:>16.4}{:>16.4}",
+        "host seconds", a.host_seconds, b.host_seconds
+    );
     println!();
     println!(
         "speedup (baseline seconds / on-demand seconds): {:.1}x",
         r.speedup
+    );
+    println!(
+        "host speedup (host vector operations only, traffic excluded): {:.1}x",
+        r.host_speedup
     );
 }
