@@ -18,6 +18,10 @@
 //!    less work per CPU than Linux's.
 //!
 //! An update (one CPU's key changes) moves one bit between two levels and fixes the tree path.
+//! Updates are applied lazily: a changed key is written at once (a single-CPU query reads it
+//! directly) and the CPU is queued; the queue is applied before the next range or irregular
+//! query. A CPU that changes many times between two such queries (a burst on one CPU) costs one
+//! update, and a workload of single-CPU masks never pays for the index at all.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -38,6 +42,11 @@ struct Level {
 #[derive(Clone)]
 pub(crate) struct CpuIndex {
     nr: usize,
+    /// Every CPU's key, always current.
+    keys: Vec<i32>,
+    /// CPUs whose key changed since the tree and the levels last saw it, and a flag per CPU.
+    dirty: Vec<u32>,
+    queued: Vec<bool>,
     /// Max tree: leaves at `size..size + nr` hold the keys, padding leaves -1.
     size: usize,
     tree: Vec<i32>,
@@ -48,9 +57,9 @@ pub(crate) struct CpuIndex {
 }
 
 impl PartialEq for CpuIndex {
-    /// The levels are a function of the keys, which the tree holds.
+    /// The tree and the levels are a function of the keys.
     fn eq(&self, other: &Self) -> bool {
-        self.tree == other.tree
+        self.keys == other.keys
     }
 }
 
@@ -71,6 +80,9 @@ impl CpuIndex {
         let size = nr.next_power_of_two().max(1);
         CpuIndex {
             nr,
+            keys: vec![-1; nr],
+            dirty: Vec::new(),
+            queued: vec![false; nr],
             size,
             tree: vec![-1; 2 * size],
             levels: vec![Level::default(); max_key as usize + 1],
@@ -80,15 +92,29 @@ impl CpuIndex {
 
     /// The key of `cpu` (-1 beyond the index).
     pub(crate) fn key(&self, cpu: u32) -> i32 {
-        if (cpu as usize) < self.nr {
-            self.tree[self.size + cpu as usize]
-        } else {
-            -1
+        self.keys.get(cpu as usize).copied().unwrap_or(-1)
+    }
+
+    /// Sets the key of `cpu` (below `nr`, at most `max_key`); the tree and the levels follow
+    /// at the next query that needs them.
+    pub(crate) fn set(&mut self, cpu: u32, key: i32) {
+        let c = cpu as usize;
+        self.keys[c] = key;
+        if !self.queued[c] {
+            self.queued[c] = true;
+            self.dirty.push(cpu);
         }
     }
 
-    /// Sets the key of `cpu` (below `nr`, at most `max_key`).
-    pub(crate) fn set(&mut self, cpu: u32, key: i32) {
+    /// Brings the tree and the levels up to date with the keys.
+    fn flush(&mut self) {
+        while let Some(cpu) = self.dirty.pop() {
+            self.queued[cpu as usize] = false;
+            self.apply(cpu, self.keys[cpu as usize]);
+        }
+    }
+
+    fn apply(&mut self, cpu: u32, key: i32) {
         let mut i = self.size + cpu as usize;
         let old = self.tree[i];
         if old == key {
@@ -148,10 +174,12 @@ impl CpuIndex {
     }
 
     /// The lowest CPU of `mask` with the largest positive key.
-    pub(crate) fn best(&self, mask: &CpuMask) -> Option<u32> {
-        let best = if let Some(cpu) = mask.as_single() {
-            Some((self.key(cpu), cpu))
-        } else if let Some((lo, hi)) = mask.as_range() {
+    pub(crate) fn best(&mut self, mask: &CpuMask) -> Option<u32> {
+        if let Some(cpu) = mask.as_single() {
+            return (self.key(cpu) > 0).then_some(cpu);
+        }
+        self.flush();
+        let best = if let Some((lo, hi)) = mask.as_range() {
             self.best_in(lo, hi)
         } else {
             return self.best_in_words(mask.as_words()?);
@@ -252,11 +280,26 @@ impl CpuIndex {
         best
     }
 
-    /// Checks the tree and the levels against `key(cpu)` for every CPU.
+    /// Checks the keys against `key(cpu)` for every CPU, and the tree and the levels against
+    /// the keys once the queued updates are applied (on a copy).
     pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
+        if (0..self.nr).any(|cpu| self.keys[cpu] != key(cpu as u32)) {
+            return Err("index key differs from the CPU's available count");
+        }
+        if self.dirty.len() != self.queued.iter().filter(|&&q| q).count()
+            || self.dirty.iter().any(|&c| !self.queued[c as usize])
+        {
+            return Err("index update queue differs from its flags");
+        }
+        let mut index = self.clone();
+        index.flush();
+        index.check_flushed()
+    }
+
+    fn check_flushed(&self) -> Result<(), &'static str> {
         let mut counts = vec![0u32; self.levels.len()];
         for cpu in 0..self.nr {
-            let k = key(cpu as u32);
+            let k = self.keys[cpu];
             if self.tree[self.size + cpu] != k {
                 return Err("index leaf differs from the CPU's available count");
             }

@@ -531,8 +531,8 @@ impl VectorMatrix {
         self.index.set(cpu, self.key(cpu));
     }
 
-    /// The CPU an allocation over `mask` would use.
-    pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
+    /// The CPU an allocation over `mask` would use (`&mut`: it brings the index up to date).
+    pub fn best_cpu(&mut self, mask: &CpuMask) -> Option<u32> {
         self.index.best(mask)
     }
 
