@@ -134,16 +134,19 @@ impl CpuIndex {
         }
     }
 
+    /// The level of CPUs with `key`, if `key` has one (CPUs with nothing available or
+    /// offline are in none).
+    fn level_mut(levels: &mut [Level], key: i32) -> Option<&mut Level> {
+        let k = usize::try_from(key).ok().filter(|&k| k > 0)?;
+        levels.get_mut(k)
+    }
+
     fn enter(&mut self, cpu: usize, key: i32) {
-        let Some(level) = usize::try_from(key)
-            .ok()
-            .filter(|&k| k > 0)
-            .and_then(|k| self.levels.get_mut(k))
-        else {
+        let words = self.nr.div_ceil(64);
+        let Some(level) = Self::level_mut(&mut self.levels, key) else {
             return;
         };
         if level.words.is_empty() {
-            let words = self.nr.div_ceil(64);
             level.words = vec![0; words];
             level.summary = vec![0; words.div_ceil(64)];
         }
@@ -155,11 +158,7 @@ impl CpuIndex {
     }
 
     fn leave(&mut self, cpu: usize, key: i32) {
-        let Some(level) = usize::try_from(key)
-            .ok()
-            .filter(|&k| k > 0)
-            .and_then(|k| self.levels.get_mut(k))
-        else {
+        let Some(level) = Self::level_mut(&mut self.levels, key) else {
             return;
         };
         let w = cpu / 64;

@@ -1,21 +1,19 @@
 //! Per-(irq, CPU) counts, as `/proc/interrupts` shows them: exact across moves, with deliveries
 //! racing the configuration path, and adding up to the irq's count and the CPUs' totals.
 
-use genmsi::soft::{MemStore, SoftRoot};
+mod common;
+
+use common::Machine;
 use genmsi::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const D: SlotId = SlotId::Default;
 
-fn machine(cpus: u32) -> (IrqSystem, DeviceId) {
-    let sys: IrqSystem = IrqSystem::new(SystemConfig::new(cpus, 1024));
-    let root = sys
-        .add_domain(Box::new(SoftRoot::new(cpus, 200)), None)
-        .unwrap();
-    let dev = sys.add_device("d", DeviceMeta::default());
-    sys.create_device_domain(dev, D, Box::new(MemStore::new(StoreCaps::dynamic(8))), root)
-        .unwrap();
-    (sys, dev)
+/// An 8-CPU machine and a device with 8 entries on the root.
+fn machine() -> (IrqSystem, DeviceId) {
+    let m = Machine::new(200, 64);
+    let dev = m.device("d", StoreCaps::dynamic(8), m.root);
+    (m.sys, dev)
 }
 
 fn on(cpu: u32) -> AllocOpts {
@@ -27,7 +25,7 @@ fn on(cpu: u32) -> AllocOpts {
 
 #[test]
 fn counts_follow_the_irq_from_cpu_to_cpu() {
-    let (sys, dev) = machine(8);
+    let (sys, dev) = machine();
     let irq = sys.alloc_at(dev, D, 0, &on(0)).unwrap();
     let t = sys.table();
     let deliver = |cpu: u32, n: u32| {
@@ -56,7 +54,7 @@ fn counts_follow_the_irq_from_cpu_to_cpu() {
 
 #[test]
 fn a_third_cpu_during_overlapping_moves_is_counted_unattributed() {
-    let (sys, dev) = machine(4);
+    let (sys, dev) = machine();
     let irq = sys.alloc_at(dev, D, 0, &on(0)).unwrap();
     let t = sys.table();
     // Two CPUs hold the cells; a third delivering before any fold finds none.
@@ -70,7 +68,7 @@ fn a_third_cpu_during_overlapping_moves_is_counted_unattributed() {
 
 #[test]
 fn deliveries_racing_moves_are_counted_exactly() {
-    let (sys, dev) = machine(2);
+    let (sys, dev) = machine();
     let irq = sys.alloc_at(dev, D, 0, &on(0)).unwrap();
     const N: u64 = 200_000;
     let done = AtomicBool::new(false);
