@@ -18,10 +18,10 @@
 //!    less work per CPU than Linux's.
 //!
 //! An update (one CPU's key changes) moves one bit between two levels and fixes the tree path.
-//! Updates are applied lazily: a changed key is written at once (a single-CPU query reads it
-//! directly) and the CPU is queued; the queue is applied before the next range or irregular
-//! query. A CPU that changes many times between two such queries (a burst on one CPU) costs one
-//! update, and a workload of single-CPU masks never pays for the index at all.
+//! Updates are applied lazily: a CPU whose key changed is only queued, and the queue is applied
+//! (reading the keys from the matrix) before the next range or irregular query. A CPU that
+//! changes many times between two such queries (a burst on one CPU) costs one update, and
+//! single-CPU masks, which the matrix answers from the CPU's own counts, never wait for it.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -42,8 +42,6 @@ struct Level {
 #[derive(Clone)]
 pub(crate) struct CpuIndex {
     nr: usize,
-    /// Every CPU's key, always current.
-    keys: Vec<i32>,
     /// CPUs whose key changed since the tree and the levels last saw it, and a flag per CPU.
     dirty: Vec<u32>,
     queued: Vec<bool>,
@@ -56,15 +54,6 @@ pub(crate) struct CpuIndex {
     top: usize,
 }
 
-impl PartialEq for CpuIndex {
-    /// The tree and the levels are a function of the keys.
-    fn eq(&self, other: &Self) -> bool {
-        self.keys == other.keys
-    }
-}
-
-impl Eq for CpuIndex {}
-
 impl fmt::Debug for CpuIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CpuIndex")
@@ -75,14 +64,13 @@ impl fmt::Debug for CpuIndex {
 }
 
 impl CpuIndex {
-    /// `nr` CPUs with keys at most `max_key`, all -1 (offline) until set.
+    /// `nr` CPUs with keys at most `max_key`, every one queued for its first update.
     pub(crate) fn new(nr: usize, max_key: u32) -> Self {
         let size = nr.next_power_of_two().max(1);
         CpuIndex {
             nr,
-            keys: vec![-1; nr],
-            dirty: Vec::new(),
-            queued: vec![false; nr],
+            dirty: (0..nr as u32).collect(),
+            queued: vec![true; nr],
             size,
             tree: vec![-1; 2 * size],
             levels: vec![Level::default(); max_key as usize + 1],
@@ -90,27 +78,21 @@ impl CpuIndex {
         }
     }
 
-    /// The key of `cpu` (-1 beyond the index).
-    pub(crate) fn key(&self, cpu: u32) -> i32 {
-        self.keys.get(cpu as usize).copied().unwrap_or(-1)
-    }
-
-    /// Sets the key of `cpu` (below `nr`, at most `max_key`); the tree and the levels follow
-    /// at the next query that needs them.
-    pub(crate) fn set(&mut self, cpu: u32, key: i32) {
+    /// Notes that the key of `cpu` (below `nr`) changed; the tree and the levels follow at
+    /// the next query that needs them.
+    pub(crate) fn mark(&mut self, cpu: u32) {
         let c = cpu as usize;
-        self.keys[c] = key;
         if !self.queued[c] {
             self.queued[c] = true;
             self.dirty.push(cpu);
         }
     }
 
-    /// Brings the tree and the levels up to date with the keys.
-    fn flush(&mut self) {
+    /// Brings the tree and the levels up to date with `key`.
+    fn flush(&mut self, key: impl Fn(u32) -> i32) {
         while let Some(cpu) = self.dirty.pop() {
             self.queued[cpu as usize] = false;
-            self.apply(cpu, self.keys[cpu as usize]);
+            self.apply(cpu, key(cpu));
         }
     }
 
@@ -172,12 +154,9 @@ impl CpuIndex {
         }
     }
 
-    /// The lowest CPU of `mask` with the largest positive key.
-    pub(crate) fn best(&mut self, mask: &CpuMask) -> Option<u32> {
-        if let Some(cpu) = mask.as_single() {
-            return (self.key(cpu) > 0).then_some(cpu);
-        }
-        self.flush();
+    /// The lowest CPU of `mask` with the largest positive key, `key` giving the current keys.
+    pub(crate) fn best(&mut self, mask: &CpuMask, key: impl Fn(u32) -> i32) -> Option<u32> {
+        self.flush(key);
         let best = if let Some((lo, hi)) = mask.as_range() {
             self.best_in(lo, hi)
         } else {
@@ -279,26 +258,23 @@ impl CpuIndex {
         best
     }
 
-    /// Checks the keys against `key(cpu)` for every CPU, and the tree and the levels against
-    /// the keys once the queued updates are applied (on a copy).
+    /// Checks the tree and the levels against `key(cpu)` for every CPU once the queued updates
+    /// are applied (on a copy).
     pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
-        if (0..self.nr).any(|cpu| self.keys[cpu] != key(cpu as u32)) {
-            return Err("index key differs from the CPU's available count");
-        }
         if self.dirty.len() != self.queued.iter().filter(|&&q| q).count()
             || self.dirty.iter().any(|&c| !self.queued[c as usize])
         {
             return Err("index update queue differs from its flags");
         }
         let mut index = self.clone();
-        index.flush();
-        index.check_flushed()
+        index.flush(&key);
+        index.check_flushed(key)
     }
 
-    fn check_flushed(&self) -> Result<(), &'static str> {
+    fn check_flushed(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
         let mut counts = vec![0u32; self.levels.len()];
         for cpu in 0..self.nr {
-            let k = self.keys[cpu];
+            let k = key(cpu as u32);
             if self.tree[self.size + cpu] != k {
                 return Err("index leaf differs from the CPU's available count");
             }

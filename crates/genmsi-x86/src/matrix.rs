@@ -161,9 +161,6 @@ pub(crate) struct CpuVectors {
     pub(crate) alloc: VectorSet,
     /// Vectors set aside for managed irqs.
     pub(crate) managed: VectorSet,
-    /// `alloc | managed | system`, kept up to date (the matrix's fast path reads it; the Linux
-    /// reference recomputes the union on every allocation, as Linux does).
-    pub(crate) used: VectorSet,
     /// Vectors available for ordinary allocation.
     pub(crate) available: u32,
     /// Ordinary vectors allocated.
@@ -234,26 +231,14 @@ impl Vectors {
     }
 
     fn used(&self, cpu: usize) -> VectorSet {
-        self.cpus[cpu].used
+        let c = &self.cpus[cpu];
+        c.alloc.union(&c.managed).union(&self.system)
     }
 
     /// Takes the lowest free vector on `cpu` (which has one: `available > 0`).
     pub(crate) fn take(&mut self, cpu: u32, reserved: bool) -> Vector {
         let v = self
             .used(cpu as usize)
-            .first_free(self.cfg.first.0, self.cfg.end)
-            .expect("available > 0 means a free vector");
-        self.take_vector(cpu, v, reserved)
-    }
-
-    /// [`Vectors::take`] the way Linux's `matrix_alloc_area` does it: the union of the
-    /// allocated, managed and system maps is built for every allocation.
-    pub(crate) fn take_linux(&mut self, cpu: u32, reserved: bool) -> Vector {
-        let c = &self.cpus[cpu as usize];
-        let v = c
-            .alloc
-            .union(&c.managed)
-            .union(&self.system)
             .first_free(self.cfg.first.0, self.cfg.end)
             .expect("available > 0 means a free vector");
         self.take_vector(cpu, v, reserved)
@@ -270,7 +255,6 @@ impl Vectors {
     pub(crate) fn take_vector(&mut self, cpu: u32, v: u8, reserved: bool) -> Vector {
         let c = &mut self.cpus[cpu as usize];
         c.alloc.insert(v);
-        c.used.insert(v);
         c.allocated += 1;
         c.available -= 1;
         if c.online {
@@ -311,7 +295,6 @@ impl Vectors {
         if managed {
             c.managed_allocated -= 1;
         } else {
-            c.used.remove(v.0);
             c.allocated -= 1;
             c.available += 1;
             if online {
@@ -351,7 +334,6 @@ impl Vectors {
             };
             let c = &mut self.cpus[cpu as usize];
             c.managed.insert(v);
-            c.used.insert(v);
             c.managed_reserved += 1;
             c.available -= 1;
             if c.online {
@@ -365,7 +347,6 @@ impl Vectors {
     fn unreserve_managed_vector(&mut self, cpu: u32, v: u8) {
         let c = &mut self.cpus[cpu as usize];
         c.managed.remove(v);
-        c.used.remove(v);
         c.managed_reserved -= 1;
         c.available += 1;
         if c.online {
@@ -473,7 +454,6 @@ impl Vectors {
         }
         self.system.insert(v.0);
         for c in &mut self.cpus {
-            c.used.insert(v.0);
             c.available -= 1;
             if c.online {
                 self.global_available -= 1;
@@ -484,11 +464,20 @@ impl Vectors {
 }
 
 /// The balancing vector allocator (see the module docs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VectorMatrix {
     v: Vectors,
     index: CpuIndex,
 }
+
+impl PartialEq for VectorMatrix {
+    /// The index is a function of the vectors.
+    fn eq(&self, other: &Self) -> bool {
+        self.v == other.v
+    }
+}
+
+impl Eq for VectorMatrix {}
 
 impl VectorMatrix {
     /// `nr_cpus` CPUs, all online, with the default allocatable range. A matrix holds at most
@@ -508,18 +497,15 @@ impl VectorMatrix {
         let nr_cpus = nr_cpus.min(genmsi::MAX_CPUS);
         let v = Vectors::new(nr_cpus, cfg);
         let max_key = v.cpus.first().map_or(0, |c| c.available);
-        let mut m = VectorMatrix {
+        VectorMatrix {
             index: CpuIndex::new(nr_cpus as usize, max_key),
             v,
-        };
-        for cpu in 0..nr_cpus {
-            m.update(cpu);
         }
-        m
     }
 
-    fn key(&self, cpu: u32) -> i32 {
-        let c = &self.v.cpus[cpu as usize];
+    /// The key the index keeps for `cpu`: its available vectors, -1 when offline.
+    fn key(cpus: &[CpuVectors], cpu: u32) -> i32 {
+        let c = &cpus[cpu as usize];
         if c.online {
             c.available as i32
         } else {
@@ -528,12 +514,18 @@ impl VectorMatrix {
     }
 
     fn update(&mut self, cpu: u32) {
-        self.index.set(cpu, self.key(cpu));
+        self.index.mark(cpu);
     }
 
     /// The CPU an allocation over `mask` would use (`&mut`: it brings the index up to date).
     pub fn best_cpu(&mut self, mask: &CpuMask) -> Option<u32> {
-        self.index.best(mask)
+        if let Some(cpu) = mask.as_single() {
+            // One CPU: its own counts answer, as Linux's scan of one CPU does.
+            let c = self.v.cpus.get(cpu as usize)?;
+            return (c.online && c.available > 0).then_some(cpu);
+        }
+        let cpus = &self.v.cpus;
+        self.index.best(mask, |cpu| Self::key(cpus, cpu))
     }
 
     /// Allocates a vector on the online CPU of `mask` with the most available vectors.
@@ -697,7 +689,7 @@ impl VectorMatrix {
     /// Costs O(CPUs); for tests and debugging dumps.
     pub fn check(&self) -> Result<(), &'static str> {
         check_vectors(&self.v)?;
-        self.index.check(|cpu| self.key(cpu))
+        self.index.check(|cpu| Self::key(&self.v.cpus, cpu))
     }
 }
 
@@ -721,9 +713,6 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
         })));
         if count(&c.managed) != c.managed_reserved || managed_alloc != c.managed_allocated {
             return Err("managed counts differ from the bitmaps");
-        }
-        if c.used != c.alloc.union(&c.managed).union(&v.system) {
-            return Err("cached used set differs from the bitmaps");
         }
         if count(&c.alloc) != c.allocated + c.managed_allocated {
             return Err("allocated count differs from the bitmap");

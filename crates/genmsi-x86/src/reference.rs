@@ -47,7 +47,7 @@ impl LinuxMatrix {
         let cpu = self
             .best_cpu(mask)
             .ok_or_else(|| MatrixError::NoVectors { cpus: mask.clone() })?;
-        Ok((cpu, self.v.take_linux(cpu, reserved)))
+        Ok((cpu, self.v.take(cpu, reserved)))
     }
 
     /// Returns a vector.
