@@ -171,9 +171,14 @@ impl CpuIndex {
         if lo as usize > hi {
             return None;
         }
+        if lo == 0 && hi == self.nr - 1 {
+            // The whole machine: the root holds the maximum.
+            return Some(self.descend(1));
+        }
         let (mut l, mut r) = (self.size + lo as usize, self.size + hi + 1);
         let mut best: Option<(i32, usize)> = None;
-        let mut right = [0usize; 64];
+        // At most one right-hand node per tree level (CPU numbers are below 2^17).
+        let mut right = [0usize; 20];
         let mut nr = 0;
         let consider = |best: &mut Option<(i32, usize)>, node: usize| {
             if best.is_none_or(|(v, _)| self.tree[node] > v) {
@@ -196,7 +201,13 @@ impl CpuIndex {
         for &node in right[..nr].iter().rev() {
             consider(&mut best, node);
         }
-        let (value, mut node) = best?;
+        let (_, node) = best?;
+        Some(self.descend(node))
+    }
+
+    /// The leftmost leaf under `node` holding `node`'s maximum: (key, CPU).
+    fn descend(&self, mut node: usize) -> (i32, u32) {
+        let value = self.tree[node];
         while node < self.size {
             node = if self.tree[2 * node] == value {
                 2 * node
@@ -204,7 +215,7 @@ impl CpuIndex {
                 2 * node + 1
             };
         }
-        Some((value, (node - self.size) as u32))
+        (value, (node - self.size) as u32)
     }
 
     /// The lowest CPU of an irregular mask (as words) with the largest positive key.
