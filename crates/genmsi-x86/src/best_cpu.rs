@@ -172,8 +172,8 @@ impl CpuIndex {
             return None;
         }
         if lo == 0 && hi == self.nr - 1 {
-            // The whole machine: the root holds the maximum.
-            return Some(self.descend(1));
+            // The whole machine: the first CPU of the top level.
+            return self.first_at_top();
         }
         let (mut l, mut r) = (self.size + lo as usize, self.size + hi + 1);
         let mut best: Option<(i32, usize)> = None;
@@ -203,6 +203,15 @@ impl CpuIndex {
         }
         let (_, node) = best?;
         Some(self.descend(node))
+    }
+
+    /// The lowest CPU with the largest positive key, from the levels: (key, CPU).
+    fn first_at_top(&self) -> Option<(i32, u32)> {
+        let level = self.levels.get(self.top).filter(|_| self.top > 0)?;
+        let s = level.summary.iter().position(|&w| w != 0)?;
+        let w = s * 64 + level.summary[s].trailing_zeros() as usize;
+        let cpu = w * 64 + level.words[w].trailing_zeros() as usize;
+        Some((self.top as i32, cpu as u32))
     }
 
     /// The leftmost leaf under `node` holding `node`'s maximum: (key, CPU).
