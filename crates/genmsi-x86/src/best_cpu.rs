@@ -18,10 +18,14 @@
 //!    less work per CPU than Linux's.
 //!
 //! An update (one CPU's key changes) moves one bit between two levels and fixes the tree path.
-//! Updates are applied lazily: a CPU whose key changed is only queued, and the queue is applied
-//! (reading the keys from the matrix) before the next range or irregular query. A CPU that
-//! changes many times between two such queries (a burst on one CPU) costs one update, and
-//! single-CPU masks, which the matrix answers from the CPU's own counts, never wait for it.
+//! The whole machine is the first CPU of the highest non-empty level.
+//!
+//! Updates are applied lazily: a CPU whose key changed is only queued, once for the tree and
+//! once for the levels, and each queue is applied (reading the keys from the matrix) before the
+//! next query that needs that structure: range queries the tree, whole-machine and irregular
+//! queries the levels. A CPU that changes many times between two queries (a burst on one CPU)
+//! costs one update; a workload that never asks for ranges never maintains the tree; single-CPU
+//! masks, which the matrix answers from the CPU's own counts, need neither.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -39,12 +43,50 @@ struct Level {
 }
 
 /// The CPU index (see the module docs).
+/// CPUs whose key changed since a structure last saw it, each once.
+#[derive(Clone)]
+struct Queue {
+    cpus: Vec<u32>,
+    queued: Vec<bool>,
+}
+
+impl Queue {
+    /// Every one of `nr` CPUs queued.
+    fn all(nr: usize) -> Self {
+        Queue {
+            cpus: (0..nr as u32).collect(),
+            queued: vec![true; nr],
+        }
+    }
+
+    fn push(&mut self, cpu: u32) {
+        let c = cpu as usize;
+        if !self.queued[c] {
+            self.queued[c] = true;
+            self.cpus.push(cpu);
+        }
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        let cpu = self.cpus.pop()?;
+        self.queued[cpu as usize] = false;
+        Some(cpu)
+    }
+
+    fn consistent(&self) -> bool {
+        self.cpus.len() == self.queued.iter().filter(|&&q| q).count()
+            && self.cpus.iter().all(|&c| self.queued[c as usize])
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct CpuIndex {
     nr: usize,
-    /// CPUs whose key changed since the tree and the levels last saw it, and a flag per CPU.
-    dirty: Vec<u32>,
-    queued: Vec<bool>,
+    /// CPUs the tree, and the levels, have not seen the current key of.
+    tree_queue: Queue,
+    level_queue: Queue,
+    /// The key each CPU has in the levels.
+    level_key: Vec<i32>,
     /// Max tree: leaves at `size..size + nr` hold the keys, padding leaves -1.
     size: usize,
     tree: Vec<i32>,
@@ -69,8 +111,9 @@ impl CpuIndex {
         let size = nr.next_power_of_two().max(1);
         CpuIndex {
             nr,
-            dirty: (0..nr as u32).collect(),
-            queued: vec![true; nr],
+            tree_queue: Queue::all(nr),
+            level_queue: Queue::all(nr),
+            level_key: vec![-1; nr],
             size,
             tree: vec![-1; 2 * size],
             levels: vec![Level::default(); max_key as usize + 1],
@@ -81,38 +124,37 @@ impl CpuIndex {
     /// Notes that the key of `cpu` (below `nr`) changed; the tree and the levels follow at
     /// the next query that needs them.
     pub(crate) fn mark(&mut self, cpu: u32) {
-        let c = cpu as usize;
-        if !self.queued[c] {
-            self.queued[c] = true;
-            self.dirty.push(cpu);
-        }
+        self.tree_queue.push(cpu);
+        self.level_queue.push(cpu);
     }
 
-    /// Brings the tree and the levels up to date with `key`.
-    fn flush(&mut self, key: impl Fn(u32) -> i32) {
-        while let Some(cpu) = self.dirty.pop() {
-            self.queued[cpu as usize] = false;
-            self.apply(cpu, key(cpu));
-        }
-    }
-
-    fn apply(&mut self, cpu: u32, key: i32) {
-        let mut i = self.size + cpu as usize;
-        let old = self.tree[i];
-        if old == key {
-            return;
-        }
-        self.leave(cpu as usize, old);
-        self.enter(cpu as usize, key);
-        self.tree[i] = key;
-        while i > 1 {
-            i /= 2;
-            let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
-            if self.tree[i] == max {
-                // The ancestors above hold maxima of unchanged values: nothing more to do.
-                break;
+    /// Brings the tree up to date with `key`.
+    fn flush_tree(&mut self, key: &impl Fn(u32) -> i32) {
+        while let Some(cpu) = self.tree_queue.pop() {
+            let mut i = self.size + cpu as usize;
+            self.tree[i] = key(cpu);
+            while i > 1 {
+                i /= 2;
+                let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
+                if self.tree[i] == max {
+                    // The ancestors above hold maxima of unchanged values: nothing more to do.
+                    break;
+                }
+                self.tree[i] = max;
             }
-            self.tree[i] = max;
+        }
+    }
+
+    /// Brings the levels up to date with `key`.
+    fn flush_levels(&mut self, key: &impl Fn(u32) -> i32) {
+        while let Some(cpu) = self.level_queue.pop() {
+            let (c, new) = (cpu as usize, key(cpu));
+            let old = self.level_key[c];
+            if old != new {
+                self.leave(c, old);
+                self.enter(c, new);
+                self.level_key[c] = new;
+            }
         }
     }
 
@@ -156,11 +198,19 @@ impl CpuIndex {
 
     /// The lowest CPU of `mask` with the largest positive key, `key` giving the current keys.
     pub(crate) fn best(&mut self, mask: &CpuMask, key: impl Fn(u32) -> i32) -> Option<u32> {
-        self.flush(key);
-        let best = if let Some((lo, hi)) = mask.as_range() {
-            self.best_in(lo, hi)
-        } else {
-            return self.best_in_words(mask.as_words()?);
+        let best = match mask.as_range() {
+            Some((0, hi)) if hi as usize + 1 >= self.nr => {
+                self.flush_levels(&key);
+                self.first_at_top()
+            }
+            Some((lo, hi)) => {
+                self.flush_tree(&key);
+                self.best_in(lo, hi)
+            }
+            None => {
+                self.flush_levels(&key);
+                return self.best_in_words(mask.as_words()?);
+            }
         };
         best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
     }
@@ -170,10 +220,6 @@ impl CpuIndex {
         let hi = (hi as usize).min(self.nr.checked_sub(1)?);
         if lo as usize > hi {
             return None;
-        }
-        if lo == 0 && hi == self.nr - 1 {
-            // The whole machine: the first CPU of the top level.
-            return self.first_at_top();
         }
         let (mut l, mut r) = (self.size + lo as usize, self.size + hi + 1);
         let mut best: Option<(i32, usize)> = None;
@@ -259,7 +305,7 @@ impl CpuIndex {
         None
     }
 
-    /// The Linux scan, over the packed keys: the first CPU with the strictly largest key.
+    /// The Linux scan, over the levels' packed keys: the first CPU with the strictly largest key.
     fn scan(&self, mask: &[u64]) -> Option<u32> {
         let (mut best, mut max) = (None, 0);
         for (w, &word) in mask.iter().enumerate() {
@@ -267,7 +313,7 @@ impl CpuIndex {
             while bits != 0 {
                 let cpu = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let Some(&key) = self.tree.get(self.size + cpu).filter(|_| cpu < self.nr) else {
+                let Some(&key) = self.level_key.get(cpu) else {
                     return best;
                 };
                 if key > max {
@@ -281,13 +327,12 @@ impl CpuIndex {
     /// Checks the tree and the levels against `key(cpu)` for every CPU once the queued updates
     /// are applied (on a copy).
     pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
-        if self.dirty.len() != self.queued.iter().filter(|&&q| q).count()
-            || self.dirty.iter().any(|&c| !self.queued[c as usize])
-        {
+        if !self.tree_queue.consistent() || !self.level_queue.consistent() {
             return Err("index update queue differs from its flags");
         }
         let mut index = self.clone();
-        index.flush(&key);
+        index.flush_tree(&key);
+        index.flush_levels(&key);
         index.check_flushed(key)
     }
 
@@ -295,7 +340,7 @@ impl CpuIndex {
         let mut counts = vec![0u32; self.levels.len()];
         for cpu in 0..self.nr {
             let k = key(cpu as u32);
-            if self.tree[self.size + cpu] != k {
+            if self.tree[self.size + cpu] != k || self.level_key[cpu] != k {
                 return Err("index leaf differs from the CPU's available count");
             }
             for (l, level) in self.levels.iter().enumerate().skip(1) {
