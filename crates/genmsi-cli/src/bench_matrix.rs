@@ -7,7 +7,8 @@
 //! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again. Ours and
 //! Linux's run alternately round by round, so machine noise hits both, and each side's figure
 //! is the median of its rounds' nanoseconds per allocation, so a round that lost the CPU to
-//! another process does not count. They must make the same
+//! another process does not count. Each shape runs on several freshly built pairs of machines,
+//! built in alternating order, and the median is over all their rounds. They must make the same
 //! choice every time (the bench fails otherwise): the spread is then equal by construction, and
 //! the figures compare only the cost of finding the CPU.
 
@@ -169,20 +170,20 @@ impl<M: Matrix> Side<M> {
         (self.time, self.allocs) = (Duration::ZERO, 0);
     }
 
-    /// The median of the rounds.
-    fn ns_per_alloc(&mut self) -> f64 {
-        self.rounds.sort_by(f64::total_cmp);
-        self.rounds
-            .get(self.rounds.len() / 2)
-            .copied()
-            .unwrap_or(0.0)
-    }
+}
+
+/// The median of per-round figures.
+fn median(mut rounds: Vec<f64>) -> f64 {
+    rounds.sort_by(f64::total_cmp);
+    rounds.get(rounds.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// How long a run is.
 #[derive(Clone, Copy, Debug)]
 pub struct Size {
-    /// Rounds, ours and Linux's alternating.
+    /// Machines built per shape (each side gets a fresh one).
+    pub machines: u32,
+    /// Rounds per machine, ours and Linux's alternating.
     pub rounds: u32,
     /// Steady-state steps per round.
     pub steps: u32,
@@ -191,14 +192,16 @@ pub struct Size {
 }
 
 impl Size {
-    /// The full run: 11 rounds of 2,000 steps and a burst of 10,000.
+    /// The full run: 4 machines of 5 rounds of 2,000 steps and a burst of 10,000.
     pub const FULL: Size = Size {
-        rounds: 11,
+        machines: 4,
+        rounds: 5,
         steps: 2000,
         burst: 10_000,
     };
     /// The short run of the test command.
     pub const SHORT: Size = Size {
+        machines: 1,
         rounds: 3,
         steps: 200,
         burst: 1000,
@@ -210,37 +213,51 @@ pub fn run(cpus: u32, size: Size) -> anyhow::Result<Value> {
     anyhow::ensure!(cpus >= 1, "--cpus must be at least 1");
     let mut rows = Vec::new();
     for (name, mask, offline) in shapes(cpus) {
-        let mut ours = Side::new(VectorMatrix::new(cpus), cpus, &offline)?;
-        let mut linux = Side::new(LinuxMatrix::new(cpus), cpus, &offline)?;
-        // A burst takes at most half of what the mask has left beside the 64 allocations the
-        // steady state keeps, so it never runs dry.
-        let room: u32 = mask
-            .iter()
-            .filter(|c| !offline.contains(c))
-            .map(|c| linux.m.available(c))
-            .sum();
-        let burst = size.burst.min(room.saturating_sub(64) / 2);
-        for round in 0..size.rounds {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            ours.steady(&mask, size.steps, &mut a)?;
-            linux.steady(&mask, size.steps, &mut b)?;
-            ours.burst(&mask, burst, &mut a)?;
-            linux.burst(&mask, burst, &mut b)?;
-            ours.end_round();
-            linux.end_round();
-            anyhow::ensure!(
-                a == b,
-                "{name}: ours and Linux chose different CPUs in round {round}"
-            );
+        // Several machines per shape, built in alternating order, so that where the allocator
+        // happened to put one side's memory does not decide the comparison.
+        let (mut ours_rounds, mut linux_rounds) = (Vec::new(), Vec::new());
+        let mut spreads = (0, 0);
+        for machine in 0..size.machines {
+            let (mut ours, mut linux) = if machine % 2 == 0 {
+                let o = Side::new(VectorMatrix::new(cpus), cpus, &offline)?;
+                (o, Side::new(LinuxMatrix::new(cpus), cpus, &offline)?)
+            } else {
+                let l = Side::new(LinuxMatrix::new(cpus), cpus, &offline)?;
+                (Side::new(VectorMatrix::new(cpus), cpus, &offline)?, l)
+            };
+            // A burst takes at most half of what the mask has left beside the 64 allocations
+            // the steady state keeps, so it never runs dry.
+            let room: u32 = mask
+                .iter()
+                .filter(|c| !offline.contains(c))
+                .map(|c| linux.m.available(c))
+                .sum();
+            let burst = size.burst.min(room.saturating_sub(64) / 2);
+            for round in 0..size.rounds {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                ours.steady(&mask, size.steps, &mut a)?;
+                linux.steady(&mask, size.steps, &mut b)?;
+                ours.burst(&mask, burst, &mut a)?;
+                linux.burst(&mask, burst, &mut b)?;
+                ours.end_round();
+                linux.end_round();
+                anyhow::ensure!(
+                    a == b,
+                    "{name}: ours and Linux chose different CPUs in round {round}"
+                );
+            }
+            ours_rounds.append(&mut ours.rounds);
+            linux_rounds.append(&mut linux.rounds);
+            spreads = (ours.m.spread(&mask), linux.m.spread(&mask));
         }
-        let (o, l) = (ours.ns_per_alloc(), linux.ns_per_alloc());
+        let (o, l) = (median(ours_rounds), median(linux_rounds));
         rows.push(json!({
             "shape": name,
             "ours_ns": round2(o),
             "linux_ns": round2(l),
             "speedup": round2(l / o),
-            "ours_spread": ours.m.spread(&mask),
-            "linux_spread": linux.m.spread(&mask),
+            "ours_spread": spreads.0,
+            "linux_spread": spreads.1,
         }));
     }
     let speedup = |r: &Value| r["speedup"].as_f64().unwrap_or(0.0);
