@@ -169,7 +169,6 @@ impl<M: Matrix> Side<M> {
             .push(self.time.as_nanos() as f64 / self.allocs.max(1) as f64);
         (self.time, self.allocs) = (Duration::ZERO, 0);
     }
-
 }
 
 /// The median of per-round figures.

@@ -43,48 +43,19 @@ struct Level {
 }
 
 /// The CPU index (see the module docs).
-/// CPUs whose key changed since a structure last saw it, each once.
-#[derive(Clone)]
-struct Queue {
-    cpus: Vec<u32>,
-    queued: Vec<bool>,
-}
-
-impl Queue {
-    /// Every one of `nr` CPUs queued.
-    fn all(nr: usize) -> Self {
-        Queue {
-            cpus: (0..nr as u32).collect(),
-            queued: vec![true; nr],
-        }
-    }
-
-    fn push(&mut self, cpu: u32) {
-        let c = cpu as usize;
-        if !self.queued[c] {
-            self.queued[c] = true;
-            self.cpus.push(cpu);
-        }
-    }
-
-    fn pop(&mut self) -> Option<u32> {
-        let cpu = self.cpus.pop()?;
-        self.queued[cpu as usize] = false;
-        Some(cpu)
-    }
-
-    fn consistent(&self) -> bool {
-        self.cpus.len() == self.queued.iter().filter(|&&q| q).count()
-            && self.cpus.iter().all(|&c| self.queued[c as usize])
-    }
-}
+/// Queue flag: the CPU waits in the tree's queue.
+const IN_TREE_QUEUE: u8 = 1 << 0;
+/// Queue flag: the CPU waits in the levels' queue.
+const IN_LEVEL_QUEUE: u8 = 1 << 1;
 
 #[derive(Clone)]
 pub(crate) struct CpuIndex {
     nr: usize,
-    /// CPUs the tree, and the levels, have not seen the current key of.
-    tree_queue: Queue,
-    level_queue: Queue,
+    /// CPUs the tree, and the levels, have not seen the current key of; per CPU, the queues
+    /// it waits in (`IN_TREE_QUEUE`, `IN_LEVEL_QUEUE`).
+    tree_queue: Vec<u32>,
+    level_queue: Vec<u32>,
+    queued: Vec<u8>,
     /// The key each CPU has in the levels.
     level_key: Vec<i32>,
     /// Max tree: leaves at `size..size + nr` hold the keys, padding leaves -1.
@@ -111,8 +82,9 @@ impl CpuIndex {
         let size = nr.next_power_of_two().max(1);
         CpuIndex {
             nr,
-            tree_queue: Queue::all(nr),
-            level_queue: Queue::all(nr),
+            tree_queue: (0..nr as u32).collect(),
+            level_queue: (0..nr as u32).collect(),
+            queued: vec![IN_TREE_QUEUE | IN_LEVEL_QUEUE; nr],
             level_key: vec![-1; nr],
             size,
             tree: vec![-1; 2 * size],
@@ -123,14 +95,29 @@ impl CpuIndex {
 
     /// Notes that the key of `cpu` (below `nr`) changed; the tree and the levels follow at
     /// the next query that needs them.
+    #[inline]
     pub(crate) fn mark(&mut self, cpu: u32) {
-        self.tree_queue.push(cpu);
-        self.level_queue.push(cpu);
+        if self.queued[cpu as usize] != IN_TREE_QUEUE | IN_LEVEL_QUEUE {
+            self.enqueue(cpu);
+        }
+    }
+
+    #[cold]
+    fn enqueue(&mut self, cpu: u32) {
+        let q = &mut self.queued[cpu as usize];
+        if *q & IN_TREE_QUEUE == 0 {
+            self.tree_queue.push(cpu);
+        }
+        if *q & IN_LEVEL_QUEUE == 0 {
+            self.level_queue.push(cpu);
+        }
+        *q = IN_TREE_QUEUE | IN_LEVEL_QUEUE;
     }
 
     /// Brings the tree up to date with `key`.
     fn flush_tree(&mut self, key: &impl Fn(u32) -> i32) {
         while let Some(cpu) = self.tree_queue.pop() {
+            self.queued[cpu as usize] &= !IN_TREE_QUEUE;
             let mut i = self.size + cpu as usize;
             self.tree[i] = key(cpu);
             while i > 1 {
@@ -148,6 +135,7 @@ impl CpuIndex {
     /// Brings the levels up to date with `key`.
     fn flush_levels(&mut self, key: &impl Fn(u32) -> i32) {
         while let Some(cpu) = self.level_queue.pop() {
+            self.queued[cpu as usize] &= !IN_LEVEL_QUEUE;
             let (c, new) = (cpu as usize, key(cpu));
             let old = self.level_key[c];
             if old != new {
@@ -327,8 +315,15 @@ impl CpuIndex {
     /// Checks the tree and the levels against `key(cpu)` for every CPU once the queued updates
     /// are applied (on a copy).
     pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
-        if !self.tree_queue.consistent() || !self.level_queue.consistent() {
-            return Err("index update queue differs from its flags");
+        for (queue, flag) in [
+            (&self.tree_queue, IN_TREE_QUEUE),
+            (&self.level_queue, IN_LEVEL_QUEUE),
+        ] {
+            let flagged = self.queued.iter().filter(|&&q| q & flag != 0).count();
+            if queue.len() != flagged || queue.iter().any(|&c| self.queued[c as usize] & flag == 0)
+            {
+                return Err("index update queue differs from its flags");
+            }
         }
         let mut index = self.clone();
         index.flush_tree(&key);

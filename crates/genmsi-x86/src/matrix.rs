@@ -524,6 +524,13 @@ impl VectorMatrix {
             let c = self.v.cpus.get(cpu as usize)?;
             return (c.online && c.available > 0).then_some(cpu);
         }
+        self.best_indexed(mask)
+    }
+
+    /// [`VectorMatrix::best_cpu`] for ranges and irregular masks: kept out of line so that
+    /// the single-CPU path stays as small as Linux's.
+    #[inline(never)]
+    fn best_indexed(&mut self, mask: &CpuMask) -> Option<u32> {
         let cpus = &self.v.cpus;
         self.index.best(mask, |cpu| Self::key(cpus, cpu))
     }
