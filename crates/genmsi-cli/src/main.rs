@@ -1,6 +1,10 @@
 //! The `genmsi` command: runs scenarios on the simulated machine.
 
 mod bench;
+mod bench_deliver;
+mod bench_matrix;
+mod bench_scale;
+mod bench_stack;
 mod html;
 mod kvm_grow;
 

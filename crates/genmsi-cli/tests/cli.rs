@@ -84,11 +84,12 @@ fn bench_vfio_grow_json_has_both_modes() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(v["vectors"], 32);
     for mode in ["on_demand", "baseline"] {
-        for key in ["ops", "seconds", "lost"] {
+        for key in ["ops", "seconds", "host_seconds", "lost"] {
             assert!(v[mode][key].is_number(), "{mode}.{key}");
         }
     }
     assert!(v["speedup"].is_number());
+    assert!(v["host_speedup"].is_number());
     // One host operation per unmask (plus vector 0 at enable) against N^2.
     assert_eq!(v["on_demand"]["ops"], 33);
     assert_eq!(v["baseline"]["ops"], 32 * 32);
@@ -144,4 +145,94 @@ fn bench_kvm_grow_json_has_the_three_strategies_or_says_kvm_is_missing() {
     }
     assert_eq!(v["eager"]["routes_max"], 16);
     assert_eq!(v["on_demand"]["routes_max"], v["on_demand"]["unmasked_max"]);
+}
+
+/// Runs `genmsi args` and parses its JSON report (exit status 0 required).
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = genmsi(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_matrix_short_covers_every_shape_with_linux_spread() {
+    let v = bench_json(&["bench", "matrix", "--cpus", "1024", "--short", "--json"]);
+    assert_eq!(v["cpus"], 1024);
+    let shapes = v["shapes"].as_array().unwrap();
+    let names: Vec<&str> = shapes
+        .iter()
+        .map(|s| s["shape"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "machine",
+            "node",
+            "two-nodes",
+            "single",
+            "every-2nd",
+            "every-3rd",
+            "random-half",
+            "machine-1%-offline"
+        ]
+    );
+    for s in shapes {
+        for key in ["ours_ns", "linux_ns", "speedup"] {
+            assert!(s[key].as_f64().unwrap() > 0.0, "{s}");
+        }
+        // The bench itself fails unless both pick the same CPU every time.
+        assert!(
+            s["ours_spread"].as_u64() <= s["linux_spread"].as_u64(),
+            "{s}"
+        );
+    }
+    assert!(v["min_speedup"].is_number() && v["machine_speedup"].is_number());
+    let out = genmsi(&["bench", "matrix", "--cpus", "0"]);
+    assert_ne!(out.status.code(), Some(0), "0 CPUs is refused");
+}
+
+#[test]
+fn bench_scale_memory_per_irq_is_flat_on_the_x86_stack() {
+    let small = bench_json(&["bench", "scale", "--cpus", "64", "--offline", "1", "--json"]);
+    let big = bench_json(&[
+        "bench",
+        "scale",
+        "--cpus",
+        "8192",
+        "--irqs",
+        "30000",
+        "--offline",
+        "8",
+        "--json",
+    ]);
+    let bytes = |v: &serde_json::Value| v["bytes_per_irq"].as_f64().unwrap();
+    assert_eq!(small["irqs"], 63 * 150, "the default for a small machine");
+    assert!(
+        bytes(&big) <= 1.1 * bytes(&small),
+        "{} bytes per irq on 8,192 CPUs, {} on 64",
+        bytes(&big),
+        bytes(&small)
+    );
+    let linux = big["linux_bytes_per_irq"].as_f64().unwrap();
+    assert!(
+        bytes(&big) * 50.0 <= linux,
+        "{} vs Linux {linux}",
+        bytes(&big)
+    );
+    assert_eq!(big["linux_bytes_per_irq_is_modelled"], true);
+    assert!(big["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_deliver_short_counts_every_interrupt() {
+    // The bench fails unless the per-CPU counts add up to the interrupts delivered.
+    let v = bench_json(&["bench", "deliver", "--threads", "2", "--short", "--json"]);
+    assert_eq!(v["threads"], 2);
+    assert!(v["ns_per_irq"].as_f64().unwrap() > 0.0);
+    assert!(v["scaling"].as_f64().unwrap() > 0.0);
 }

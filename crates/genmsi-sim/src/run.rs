@@ -745,30 +745,21 @@ impl Sim {
             total,
             top,
         };
-        let mut per_irq: BTreeMap<Irq, Vec<(u32, u64)>> = BTreeMap::new();
-        for (&(irq, cpu), &n) in &m.counts {
-            per_irq.entry(irq).or_default().push((cpu, n));
-        }
-        let mut rows: Vec<IrqRow> = per_irq
-            .into_iter()
-            .map(|(irq, per_cpu)| {
-                let (device, index, store) = match self.per_irq.get(&irq) {
-                    Some(&(n, index)) => (
-                        self.devices[n].name.clone(),
-                        index,
-                        self.devices[n].store_name().to_string(),
-                    ),
-                    None => ("(freed)".into(), 0, String::new()),
-                };
-                IrqRow {
-                    irq: irq.0,
-                    device,
-                    index,
-                    store,
-                    total: per_cpu.iter().map(|c| c.1).sum(),
-                    per_cpu,
-                }
+        // The library's own per-(irq, CPU) counts, as /proc/interrupts shows them: live irqs
+        // only (a freed irq's counts go with it).
+        let table = m.sys.table();
+        let mut rows: Vec<IrqRow> = self
+            .per_irq
+            .iter()
+            .map(|(&irq, &(n, index))| IrqRow {
+                irq: irq.0,
+                device: self.devices[n].name.clone(),
+                index,
+                store: self.devices[n].store_name().to_string(),
+                total: table.count(irq),
+                per_cpu: table.irq_cpu_counts(irq),
             })
+            .filter(|r| r.total > 0)
             .collect();
         rows.sort_by(|a, b| b.total.cmp(&a.total).then(a.irq.cmp(&b.irq)));
         rows.truncate(10);

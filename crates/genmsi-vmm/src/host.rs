@@ -27,6 +27,7 @@ use genmsi_x86::{
     VectorTable,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Device memory shared between the host's stores and the device side: a clone reaches the
 /// same bytes (the stores need `Clone` handles, and the device must see what they wrote).
@@ -242,6 +243,8 @@ pub struct HostNic {
     pci: HostPci,
     cap: MsixCap,
     ops: u64,
+    /// Time spent in host vector operations (see [`HostNic::host_time`]).
+    host_time: Duration,
     /// Host vectors allocated now (kept here: the core's descriptor list is a copy).
     held: u32,
 }
@@ -274,6 +277,7 @@ impl HostNic {
             pci,
             cap,
             ops: 0,
+            host_time: Duration::ZERO,
             held: 0,
         })
     }
@@ -299,6 +303,22 @@ impl HostNic {
         self.ops
     }
 
+    /// Wall time spent in host vector operations so far ([`HostNic::enable`],
+    /// [`HostNic::disable`], [`HostNic::alloc_at`], [`HostNic::alloc_at_routed`] with its
+    /// route, [`HostNic::free`], [`HostNic::activate`], [`HostNic::deactivate`]): the host's
+    /// share of a workload, without the device traffic around it.
+    pub fn host_time(&self) -> Duration {
+        self.host_time
+    }
+
+    /// Runs one host vector operation, adding its wall time to [`HostNic::host_time`].
+    fn timed<T>(&mut self, op: impl FnOnce(&mut Self) -> T) -> T {
+        let start = Instant::now();
+        let result = op(self);
+        self.host_time += start.elapsed();
+        result
+    }
+
     /// Host vectors allocated now.
     pub fn allocated(&self) -> u32 {
         self.held
@@ -307,6 +327,10 @@ impl HostNic {
     /// Enables MSI-X with vectors `0..count` the classic way (`pci_alloc_irq_vectors`);
     /// `activate` false only reserves them (entries stay masked).
     pub fn enable(&mut self, count: u32, activate: bool) -> Result<Vec<Irq>> {
+        self.timed(|nic| nic.enable_untimed(count, activate))
+    }
+
+    fn enable_untimed(&mut self, count: u32, activate: bool) -> Result<Vec<Irq>> {
         let opts = AllocOpts {
             activate,
             ..AllocOpts::default()
@@ -328,6 +352,10 @@ impl HostNic {
     /// Frees every vector and disables MSI-X (`pci_free_irq_vectors`); returns how many there
     /// were.
     pub fn disable(&mut self) -> Result<u32> {
+        self.timed(Self::disable_untimed)
+    }
+
+    fn disable_untimed(&mut self) -> Result<u32> {
         let count = self.held;
         let vectors = IrqVectors::Msix(Vec::new());
         pci_free_irq_vectors(self.machine.sys(), &self.pci, &vectors, None)?;
@@ -349,7 +377,7 @@ impl HostNic {
 
     /// Allocates exactly vector `index` while the others deliver (dynamic MSI-X).
     pub fn alloc_at(&mut self, index: u32) -> Result<Irq> {
-        self.alloc_at_with(index, true)
+        self.timed(|nic| nic.alloc_at_with(index, true))
     }
 
     /// Allocates vector `index`, installs `route` for it while its entry is still masked (the
@@ -357,6 +385,15 @@ impl HostNic {
     /// its route), then activates it. One host operation, like [`HostNic::alloc_at`]; on error
     /// the vector and the route are gone again.
     pub fn alloc_at_routed(
+        &mut self,
+        index: u32,
+        routes: &mut RouteTable,
+        route: Route,
+    ) -> Result<Irq> {
+        self.timed(|nic| nic.alloc_at_routed_untimed(index, routes, route))
+    }
+
+    fn alloc_at_routed_untimed(
         &mut self,
         index: u32,
         routes: &mut RouteTable,
@@ -387,24 +424,30 @@ impl HostNic {
 
     /// Frees vector `index`, leaving the others as they are.
     pub fn free(&mut self, index: u32) -> Result<()> {
-        pci_msix_free_irq(self.machine.sys(), &self.pci, index)?;
-        self.ops += 1;
-        self.held -= 1;
-        Ok(())
+        self.timed(|nic| {
+            pci_msix_free_irq(nic.machine.sys(), &nic.pci, index)?;
+            nic.ops += 1;
+            nic.held -= 1;
+            Ok(())
+        })
     }
 
     /// Activates a reserved vector: its entry is programmed and unmasked.
     pub fn activate(&mut self, irq: Irq) -> Result<()> {
-        self.machine.sys().activate(irq)?;
-        self.ops += 1;
-        Ok(())
+        self.timed(|nic| {
+            nic.machine.sys().activate(irq)?;
+            nic.ops += 1;
+            Ok(())
+        })
     }
 
     /// Deactivates a vector but keeps it reserved: its entry is masked and cleared.
     pub fn deactivate(&mut self, irq: Irq) -> Result<()> {
-        self.machine.sys().deactivate(irq)?;
-        self.ops += 1;
-        Ok(())
+        self.timed(|nic| {
+            nic.machine.sys().deactivate(irq)?;
+            nic.ops += 1;
+            Ok(())
+        })
     }
 
     /// MSI-X Enable as the function sees it.

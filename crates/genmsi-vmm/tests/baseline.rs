@@ -94,10 +94,27 @@ fn the_benchmark_shows_linear_on_demand_and_quadratic_baseline_work() {
     let json = serde_json::to_value(r).unwrap();
     let keys =
         |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
-    assert_eq!(keys(&json), ["baseline", "on_demand", "speedup", "vectors"]);
+    assert_eq!(
+        keys(&json),
+        [
+            "baseline",
+            "host_speedup",
+            "on_demand",
+            "speedup",
+            "vectors"
+        ]
+    );
     for mode in ["on_demand", "baseline"] {
         let k = keys(&json[mode]);
-        for key in ["ops", "seconds", "lost", "touched_per_unmask"] {
+        assert!(json[mode]["host_seconds"].as_f64() <= json[mode]["seconds"].as_f64());
+        assert!(json[mode]["host_seconds"].as_f64() > Some(0.0));
+        for key in [
+            "ops",
+            "seconds",
+            "host_seconds",
+            "lost",
+            "touched_per_unmask",
+        ] {
             assert!(k.iter().any(|x| x == key), "{mode}.{key}");
         }
     }

@@ -5,7 +5,7 @@
 //! provides the domains and stores for that, on top of [`genmsi`]:
 //!
 //! 1. [`VectorMatrix`] hands out vectors per CPU, balancing like Linux but finding the best CPU
-//!    with a max tree instead of a scan of the mask ([`reference::LinuxMatrix`] is the scan, for
+//!    with an index over the CPUs' available counts instead of a scan of the mask ([`reference::LinuxMatrix`] is the scan, for
 //!    comparison).
 //! 2. [`VectorDomain`] is the root domain: reservation at allocation, a vector at activation, the
 //!    compatibility-format message ([`msi`]), and moves that never lose an interrupt
@@ -45,6 +45,7 @@
 extern crate alloc;
 
 pub mod apic;
+mod best_cpu;
 pub mod hpet;
 pub mod ioapic;
 pub mod irte;

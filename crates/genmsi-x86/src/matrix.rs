@@ -7,15 +7,18 @@
 //! Allocation picks, among the online CPUs of the requested mask, the one with the most
 //! available vectors, the lowest-numbered on a tie: the Linux rule, so the balance is the same.
 //! Linux finds that CPU by scanning every CPU of the mask (8,192 visits per allocation on a
-//! big machine with a machine-wide mask). Here a max tree over the CPUs' available counts answers
-//! "leftmost maximum in CPUs a..=b" in O(log n): a single CPU, a node (a contiguous block) and
-//! the whole machine are one range query; an irregular mask is split into its runs of
-//! consecutive CPUs, one query each. An allocation or free updates one leaf and its ancestors.
+//! big machine with a machine-wide mask). Here an index over the CPUs' available counts answers
+//! the same question without a scan, for every mask shape: a max tree for ranges (a single CPU,
+//! a node, the machine) and per-count bitmaps ANDed with the mask for irregular sets (see
+//! `best_cpu.rs`). An allocation or free updates one CPU's entry.
 //!
 //! The matrix also does what the x86 vector code needs around allocation:
 //! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
 //!   available total; the real vector is assigned at activation by `alloc(.., reserved: true)`.
-//!   The count never exceeds what is available, so activation cannot fail for lack of vectors;
+//!   A reservation is refused when the reservations already match the available vectors (Linux
+//!   only warns), so reservations alone never overcommit. Plain and managed allocations and CPUs
+//!   going offline can still take the vectors reservations counted on, as on Linux: activation
+//!   then fails with a typed [`MatrixError::NoVectors`] and changes nothing;
 //! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
 //!   CPU of a mask; only [`VectorMatrix::alloc_managed`] takes it and only
 //!   [`VectorMatrix::remove_managed`] gives it back;
@@ -23,6 +26,7 @@
 //!   global total.
 
 use crate::apic::Vector;
+use crate::best_cpu::CpuIndex;
 use alloc::vec::Vec;
 use genmsi::CpuMask;
 
@@ -55,7 +59,37 @@ pub enum MatrixError {
     },
     /// A vector outside the allocatable range.
     NotAllocatable(Vector),
+    /// An allocatable range that is not within the 256 vectors, or ends before it starts.
+    BadConfig(MatrixConfig),
 }
+
+impl core::fmt::Display for MatrixError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MatrixError::NoVectors { cpus } => write!(f, "no vector available on CPUs {cpus}"),
+            MatrixError::ReservationsExhausted { available } => {
+                write!(f, "reservations exceed the {available} available vectors")
+            }
+            MatrixError::NoManagedVector { cpus } => {
+                write!(f, "no free managed vector on CPUs {cpus}")
+            }
+            MatrixError::NoSuchCpu(cpu) => write!(f, "CPU {cpu} is beyond the matrix"),
+            MatrixError::NotAllocated { cpu, vector } => {
+                write!(f, "vector {:#x} is not allocated on CPU {cpu}", vector.0)
+            }
+            MatrixError::NotAllocatable(v) => {
+                write!(f, "vector {:#x} is outside the allocatable range", v.0)
+            }
+            MatrixError::BadConfig(c) => write!(
+                f,
+                "allocatable range {:#x}..{:#x} is not within 0..0x100",
+                c.first.0, c.end
+            ),
+        }
+    }
+}
+
+impl core::error::Error for MatrixError {}
 
 impl From<MatrixError> for genmsi::Error {
     fn from(e: MatrixError) -> Self {
@@ -67,12 +101,12 @@ impl From<MatrixError> for genmsi::Error {
                 cpus: CpuMask::empty(),
             },
             MatrixError::NoSuchCpu(_) => genmsi::Error::EmptyAffinity,
-            MatrixError::NotAllocated { .. } | MatrixError::NotAllocatable(_) => {
-                genmsi::Error::Domain {
-                    domain: "vector",
-                    reason: "vector bookkeeping mismatch",
-                }
-            }
+            MatrixError::NotAllocated { .. }
+            | MatrixError::NotAllocatable(_)
+            | MatrixError::BadConfig(_) => genmsi::Error::Domain {
+                domain: "vector",
+                reason: "vector bookkeeping mismatch",
+            },
         }
     }
 }
@@ -144,6 +178,15 @@ pub struct MatrixConfig {
     pub first: Vector,
     /// One past the last allocatable vector (0x100 for all).
     pub end: u16,
+}
+
+impl MatrixConfig {
+    fn check(&self) -> Result<(), MatrixError> {
+        if self.end > 0x100 || u16::from(self.first.0) > self.end {
+            return Err(MatrixError::BadConfig(*self));
+        }
+        Ok(())
+    }
 }
 
 impl Default for MatrixConfig {
@@ -329,25 +372,53 @@ impl Vectors {
         touched
     }
 
-    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
-        let best = mask
-            .iter()
-            .filter(|&c| (c as usize) < self.cpus.len())
-            .filter_map(|cpu| {
-                let c = &self.cpus[cpu as usize];
-                let spare = c
-                    .managed
-                    .minus(&c.alloc)
-                    .first_in(self.cfg.first.0, self.cfg.end)?;
-                c.online.then_some((c.managed_allocated, cpu, spare))
-            })
-            .min();
-        let (_, cpu, v) = best.ok_or(MatrixError::NoManagedVector { cpus: mask.clone() })?;
+    /// The CPU of `mask` whose managed vector goes next, as Linux picks it
+    /// (`matrix_find_best_cpu_managed`): the *last* online CPU with the fewest managed vectors
+    /// allocated. `with_spare`: only CPUs that have a reserved managed vector left (the matrix's
+    /// rule, so it never fails where a vector is there; Linux looks at the counts only and
+    /// fails when its pick has none). Where Linux's pick has a spare, both pick the same CPU.
+    pub(crate) fn managed_pick(&self, mask: &CpuMask, with_spare: bool) -> Option<u32> {
+        let mut best: Option<(u32, u32)> = None;
+        for cpu in mask.iter() {
+            let Some(c) = self.cpus.get(cpu as usize) else {
+                break;
+            };
+            if !c.online || (with_spare && self.managed_spare(cpu).is_none()) {
+                continue;
+            }
+            if best.is_none_or(|(n, _)| c.managed_allocated <= n) {
+                best = Some((c.managed_allocated, cpu));
+            }
+        }
+        best.map(|(_, cpu)| cpu)
+    }
+
+    /// The lowest reserved managed vector of `cpu` not allocated.
+    fn managed_spare(&self, cpu: u32) -> Option<u8> {
+        let c = self.cpus.get(cpu as usize)?;
+        c.managed
+            .minus(&c.alloc)
+            .first_in(self.cfg.first.0, self.cfg.end)
+    }
+
+    /// Allocates the managed vector of `cpu` (the pick of [`Vectors::managed_pick`]).
+    pub(crate) fn take_managed(
+        &mut self,
+        cpu: Option<u32>,
+        mask: &CpuMask,
+    ) -> Result<(u32, Vector), MatrixError> {
+        let none = || MatrixError::NoManagedVector { cpus: mask.clone() };
+        let cpu = cpu.ok_or_else(none)?;
+        let v = self.managed_spare(cpu).ok_or_else(none)?;
         let c = &mut self.cpus[cpu as usize];
         c.alloc.insert(v);
         c.managed_allocated += 1;
         self.total_allocated += 1;
         Ok((cpu, Vector(v)))
+    }
+
+    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        self.take_managed(self.managed_pick(mask, true), mask)
     }
 
     pub(crate) fn set_online(&mut self, cpu: u32, online: bool) -> Result<bool, MatrixError> {
@@ -393,39 +464,48 @@ impl Vectors {
 }
 
 /// The balancing vector allocator (see the module docs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VectorMatrix {
     v: Vectors,
-    /// Max tree over `key(cpu)`: leaves at `size..size + n`, padding leaves are -1.
-    tree: Vec<i32>,
-    size: usize,
+    index: CpuIndex,
 }
 
+impl PartialEq for VectorMatrix {
+    /// The index is a function of the vectors.
+    fn eq(&self, other: &Self) -> bool {
+        self.v == other.v
+    }
+}
+
+impl Eq for VectorMatrix {}
+
 impl VectorMatrix {
-    /// `nr_cpus` CPUs, all online, with the default allocatable range.
+    /// `nr_cpus` CPUs, all online, with the default allocatable range. A matrix holds at most
+    /// [`MAX_CPUS`](genmsi::MAX_CPUS) CPUs (no mask can name more): `nr_cpus` is clamped there.
     pub fn new(nr_cpus: u32) -> Self {
-        Self::with_config(nr_cpus, MatrixConfig::default())
+        Self::build(nr_cpus, MatrixConfig::default())
     }
 
-    /// `nr_cpus` CPUs, all online, with the allocatable range of `cfg`.
-    pub fn with_config(nr_cpus: u32, cfg: MatrixConfig) -> Self {
-        let size = (nr_cpus as usize).next_power_of_two().max(1);
-        let mut m = VectorMatrix {
-            v: Vectors::new(nr_cpus, cfg),
-            tree: alloc::vec![-1; 2 * size],
-            size,
-        };
-        for cpu in 0..nr_cpus {
-            m.tree[size + cpu as usize] = m.key(cpu);
-        }
-        for i in (1..size).rev() {
-            m.tree[i] = m.tree[2 * i].max(m.tree[2 * i + 1]);
-        }
-        m
+    /// `nr_cpus` CPUs (clamped at [`MAX_CPUS`](genmsi::MAX_CPUS)), all online, with the
+    /// allocatable range of `cfg`, which must lie within the 256 vectors with `first <= end`.
+    pub fn with_config(nr_cpus: u32, cfg: MatrixConfig) -> Result<Self, MatrixError> {
+        cfg.check()?;
+        Ok(Self::build(nr_cpus, cfg))
     }
 
-    fn key(&self, cpu: u32) -> i32 {
-        let c = &self.v.cpus[cpu as usize];
+    fn build(nr_cpus: u32, cfg: MatrixConfig) -> Self {
+        let nr_cpus = nr_cpus.min(genmsi::MAX_CPUS);
+        let v = Vectors::new(nr_cpus, cfg);
+        let max_key = v.cpus.first().map_or(0, |c| c.available);
+        VectorMatrix {
+            index: CpuIndex::new(nr_cpus as usize, max_key),
+            v,
+        }
+    }
+
+    /// The key the index keeps for `cpu`: its available vectors, -1 when offline.
+    fn key(cpus: &[CpuVectors], cpu: u32) -> i32 {
+        let c = &cpus[cpu as usize];
         if c.online {
             c.available as i32
         } else {
@@ -434,93 +514,25 @@ impl VectorMatrix {
     }
 
     fn update(&mut self, cpu: u32) {
-        let mut i = self.size + cpu as usize;
-        self.tree[i] = self.key(cpu);
-        while i > 1 {
-            i /= 2;
-            let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
-            if self.tree[i] == max {
-                // The ancestors above hold maxima of unchanged values: nothing more to do.
-                break;
-            }
-            self.tree[i] = max;
-        }
+        self.index.mark(cpu);
     }
 
-    /// The leftmost CPU of `lo..=hi` with the largest key, and that key.
-    fn best_in(&self, lo: u32, hi: u32) -> Option<(i32, u32)> {
-        let hi = hi.min(self.v.cpus.len() as u32 - 1);
-        if lo > hi {
-            return None;
-        }
-        let (mut l, mut r) = (self.size + lo as usize, self.size + hi as usize + 1);
-        let mut best: Option<(i32, usize)> = None;
-        let mut right = [0usize; 64];
-        let mut nr = 0;
-        let consider = |best: &mut Option<(i32, usize)>, node: usize| {
-            if best.is_none_or(|(v, _)| self.tree[node] > v) {
-                *best = Some((self.tree[node], node));
-            }
-        };
-        while l < r {
-            if l & 1 == 1 {
-                consider(&mut best, l);
-                l += 1;
-            }
-            if r & 1 == 1 {
-                r -= 1;
-                right[nr] = r;
-                nr += 1;
-            }
-            l /= 2;
-            r /= 2;
-        }
-        for &node in right[..nr].iter().rev() {
-            consider(&mut best, node);
-        }
-        let (value, mut node) = best?;
-        while node < self.size {
-            node = if self.tree[2 * node] == value {
-                2 * node
-            } else {
-                2 * node + 1
-            };
-        }
-        Some((value, (node - self.size) as u32))
-    }
-
-    /// The CPU an allocation over `mask` would use.
-    pub fn best_cpu(&self, mask: &CpuMask) -> Option<u32> {
+    /// The CPU an allocation over `mask` would use (`&mut`: it brings the index up to date).
+    pub fn best_cpu(&mut self, mask: &CpuMask) -> Option<u32> {
         if let Some(cpu) = mask.as_single() {
-            // The single-CPU fast path: one leaf, no query.
-            let leaf = self
-                .tree
-                .get(self.size + cpu as usize)
-                .copied()
-                .unwrap_or(-1);
-            return (leaf > 0 && (cpu as usize) < self.v.cpus.len()).then_some(cpu);
+            // One CPU: its own counts answer, as Linux's scan of one CPU does.
+            let c = self.v.cpus.get(cpu as usize)?;
+            return (c.online && c.available > 0).then_some(cpu);
         }
-        let best = match mask.as_range() {
-            Some((lo, hi)) => self.best_in(lo, hi),
-            None => {
-                let mut best: Option<(i32, u32)> = None;
-                let mut cpu = mask.first();
-                while let Some(lo) = cpu {
-                    let mut hi = lo;
-                    while hi + 1 < self.v.cpus.len() as u32 && mask.contains(hi + 1) {
-                        hi += 1;
-                    }
-                    if let Some(b) = self.best_in(lo, hi) {
-                        if best.is_none_or(|(v, _)| b.0 > v) {
-                            best = Some(b);
-                        }
-                    }
-                    cpu = mask.next_from(hi + 1);
-                }
-                best
-            }
-        };
-        best.filter(|&(v, _)| v > 0).map(|(_, cpu)| cpu)
+        self.best_indexed(mask)
+    }
+
+    /// [`VectorMatrix::best_cpu`] for ranges and irregular masks: kept out of line so that
+    /// the single-CPU path stays as small as Linux's.
+    #[inline(never)]
+    fn best_indexed(&mut self, mask: &CpuMask) -> Option<u32> {
+        let cpus = &self.v.cpus;
+        self.index.best(mask, |cpu| Self::key(cpus, cpu))
     }
 
     /// Allocates a vector on the online CPU of `mask` with the most available vectors.
@@ -588,8 +600,9 @@ impl VectorMatrix {
         }
     }
 
-    /// Allocates a reserved managed vector on the CPU of `mask` with the fewest managed
-    /// vectors in use.
+    /// Allocates a reserved managed vector on the last online CPU of `mask` with the fewest
+    /// managed vectors in use, among those with a reserved vector left (Linux's choice whenever
+    /// Linux's choice has one).
     pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
         self.v.alloc_managed(mask)
     }
@@ -683,17 +696,7 @@ impl VectorMatrix {
     /// Costs O(CPUs); for tests and debugging dumps.
     pub fn check(&self) -> Result<(), &'static str> {
         check_vectors(&self.v)?;
-        for cpu in 0..self.v.cpus.len() as u32 {
-            if self.tree[self.size + cpu as usize] != self.key(cpu) {
-                return Err("tree leaf differs from the CPU's available count");
-            }
-        }
-        for i in 1..self.size {
-            if self.tree[i] != self.tree[2 * i].max(self.tree[2 * i + 1]) {
-                return Err("tree node is not the max of its children");
-            }
-        }
-        Ok(())
+        self.index.check(|cpu| Self::key(&self.v.cpus, cpu))
     }
 }
 
@@ -702,6 +705,7 @@ pub(crate) fn spread(values: impl Iterator<Item = u32>) -> u32 {
     hi.saturating_sub(lo)
 }
 
+/// Reservations may exceed what is available (see the module docs): not checked.
 pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
     let per_cpu = u32::from(v.cfg.end - u16::from(v.cfg.first.0));
     let system = (u16::from(v.cfg.first.0)..v.cfg.end)
@@ -730,9 +734,6 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
     }
     if global != v.global_available || total != v.total_allocated {
         return Err("global counts differ from the per-CPU counts");
-    }
-    if v.global_reserved > v.global_available {
-        return Err("reservations exceed the available vectors");
     }
     Ok(())
 }
@@ -819,7 +820,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x24,
             },
-        );
+        )
+        .unwrap();
         for _ in 0..8 {
             m.reserve().unwrap();
         }
@@ -844,7 +846,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x24,
             },
-        );
+        )
+        .unwrap();
         let cpu0 = CpuMask::single(0);
         m.reserve_managed(&cpu0).unwrap();
         m.reserve_managed(&cpu0).unwrap();
@@ -883,7 +886,8 @@ mod tests {
                 first: Vector(0x20),
                 end: 0x22,
             },
-        );
+        )
+        .unwrap();
         m.alloc(&CpuMask::single(2), false).unwrap();
         m.alloc(&CpuMask::single(2), false).unwrap();
         let before = m.clone();

@@ -12,6 +12,9 @@ use genmsi::CpuMask;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinuxMatrix {
     v: Vectors,
+    /// Reservations made while the reservations already matched the available vectors
+    /// (Linux's "Interrupt reservation exceeds available resources" warning).
+    warnings: u32,
 }
 
 impl LinuxMatrix {
@@ -19,6 +22,7 @@ impl LinuxMatrix {
     pub fn new(nr_cpus: u32) -> Self {
         LinuxMatrix {
             v: Vectors::new(nr_cpus, MatrixConfig::default()),
+            warnings: 0,
         }
     }
 
@@ -51,6 +55,16 @@ impl LinuxMatrix {
         self.v.release(cpu, vector, managed)
     }
 
+    /// Takes `cpu` offline: it is no longer chosen.
+    pub fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        self.v.set_online(cpu, false).map(|_| ())
+    }
+
+    /// Brings `cpu` back online.
+    pub fn online(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        self.v.set_online(cpu, true).map(|_| ())
+    }
+
     /// Vectors of `cpu` available for ordinary allocation.
     pub fn available(&self, cpu: u32) -> u32 {
         self.v.cpus.get(cpu as usize).map_or(0, |c| c.available)
@@ -64,7 +78,68 @@ impl LinuxMatrix {
         }))
     }
 
-    /// Checks the counts against the bitmaps.
+    /// Counts a vector for a later `alloc(.., reserved: true)`. Linux's `irq_matrix_reserve`
+    /// never fails: past the available vectors it only warns (counted in
+    /// [`LinuxMatrix::warnings`]).
+    pub fn reserve(&mut self) {
+        if self.v.global_reserved >= self.v.global_available {
+            self.warnings += 1;
+        }
+        self.v.global_reserved += 1;
+    }
+
+    /// Drops a reservation (`irq_matrix_remove_reserved`).
+    pub fn remove_reserved(&mut self) {
+        self.v.global_reserved = self.v.global_reserved.saturating_sub(1);
+    }
+
+    /// Reservation warnings so far.
+    pub fn warnings(&self) -> u32 {
+        self.warnings
+    }
+
+    /// Outstanding reservations.
+    pub fn global_reserved(&self) -> u32 {
+        self.v.global_reserved
+    }
+
+    /// Vectors available on online CPUs, machine-wide.
+    pub fn global_available(&self) -> u32 {
+        self.v.global_available
+    }
+
+    /// Sets one vector aside on every CPU of `mask`, all or nothing
+    /// (`irq_matrix_reserve_managed`).
+    pub fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
+        self.v.reserve_managed(mask).map(|_| ())
+    }
+
+    /// Gives back one unallocated managed vector on every CPU of `mask`
+    /// (`irq_matrix_remove_managed`).
+    pub fn remove_managed(&mut self, mask: &CpuMask) {
+        self.v.remove_managed(mask);
+    }
+
+    /// `irq_matrix_alloc_managed`: the last online CPU of `mask` with the fewest managed
+    /// vectors allocated, by the counts alone; fails when that CPU has no reserved vector left.
+    pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        self.v.take_managed(self.v.managed_pick(mask, false), mask)
+    }
+
+    /// Takes `vector` out of allocation on every CPU.
+    pub fn reserve_system(&mut self, vector: Vector) -> Result<(), MatrixError> {
+        self.v.reserve_system(vector)
+    }
+
+    /// Managed vectors (reserved, allocated) on `cpu`.
+    pub fn managed(&self, cpu: u32) -> (u32, u32) {
+        self.v
+            .cpus
+            .get(cpu as usize)
+            .map_or((0, 0), |c| (c.managed_reserved, c.managed_allocated))
+    }
+
+    /// Checks the counts against the bitmaps (reservations may exceed what is available).
     pub fn check(&self) -> Result<(), &'static str> {
         check_vectors(&self.v)
     }

@@ -177,10 +177,12 @@ impl<R: RawMutex> IrqSystem<R> {
         if caps.block_only && (first != 0 || !count.is_power_of_two()) {
             return Err(Error::NotSupported(Unsupported::BlockOnly));
         }
-        let affinity = opts
-            .affinity
-            .as_ref()
-            .map_or(online.clone(), |a| a.and(&online));
+        // Intersected once per call; a mask the online CPUs hold whole stays the caller's
+        // (shared) mask, and a cut-down one is shared with every irq cut down the same way.
+        let affinity = match &opts.affinity {
+            None => online.clone(),
+            Some(a) => cfg.masks.intern(a.and(&online)),
+        };
         if affinity.is_empty() {
             return Err(Error::EmptyAffinity);
         }

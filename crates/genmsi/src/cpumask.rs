@@ -171,6 +171,15 @@ impl CpuMask {
         }
     }
 
+    /// The bitmap of an irregular mask (CPU `c` is bit `c % 64` of word `c / 64`; the last
+    /// word is never zero); `None` for the empty mask and for ranges, which have no bitmap.
+    pub fn as_words(&self) -> Option<&[u64]> {
+        match &self.0 {
+            Repr::Bits(w) => Some(w),
+            _ => None,
+        }
+    }
+
     /// The lowest CPU of the mask that is `>= from`.
     pub fn next_from(&self, from: u32) -> Option<u32> {
         match &self.0 {
@@ -204,26 +213,51 @@ impl CpuMask {
         }
     }
 
-    /// CPUs in both masks.
+    /// Word `i` of the mask as a bitmap (CPUs `64 * i..64 * i + 64`).
+    fn word(&self, i: u32) -> u64 {
+        match &self.0 {
+            Repr::Empty => 0,
+            Repr::Range { first, last } => {
+                let (lo, hi) = (i * 64, i * 64 + 63);
+                if *last < lo || *first > hi {
+                    return 0;
+                }
+                let from = first.saturating_sub(lo);
+                let to = (*last).min(hi) - lo;
+                (u64::MAX >> (63 - to)) & (u64::MAX << from)
+            }
+            Repr::Bits(w) => w.get(i as usize).copied().unwrap_or(0),
+        }
+    }
+
+    /// CPUs in both masks. When one mask holds the other, the result is a clone of the smaller
+    /// one, sharing its bitmap: intersecting a device's mask with a machine that has it all
+    /// online allocates nothing.
     pub fn and(&self, other: &CpuMask) -> CpuMask {
         match (&self.0, &other.0) {
             (Repr::Empty, _) | (_, Repr::Empty) => CpuMask::empty(),
             (Repr::Range { first: a, last: b }, Repr::Range { first: c, last: d }) => {
                 CpuMask::range(*a.max(c), *b.min(d))
             }
+            _ if self.is_subset(other) => self.clone(),
+            _ if other.is_subset(self) => other.clone(),
             _ => {
                 let (lo, hi) = (
                     self.first().max(other.first()).unwrap_or(0),
                     self.last().min(other.last()).unwrap_or(0),
                 );
-                let mut words = alloc::vec![0u64; (hi / 64 + 1) as usize];
-                let mut cpu = self.next_from(lo);
-                while let Some(c) = cpu.filter(|&c| c <= hi) {
-                    if other.contains(c) {
-                        words[(c / 64) as usize] |= 1 << (c % 64);
-                    }
-                    cpu = self.next_from(c + 1);
+                if lo > hi {
+                    return CpuMask::empty();
                 }
+                let words = (0..=hi / 64)
+                    .map(|i| {
+                        if i < lo / 64 {
+                            0
+                        } else {
+                            self.word(i) & other.word(i)
+                        }
+                    })
+                    .collect();
                 Self::from_words(words)
             }
         }
@@ -254,16 +288,28 @@ impl CpuMask {
     pub fn is_subset(&self, other: &CpuMask) -> bool {
         match (&self.0, &other.0) {
             (Repr::Empty, _) => true,
+            (_, Repr::Empty) => false,
             (Repr::Range { first: a, last: b }, Repr::Range { first: c, last: d }) => {
                 c <= a && b <= d
             }
-            _ => self.iter().all(|c| other.contains(c)),
+            _ => {
+                let (Some(first), Some(last)) = (self.first(), self.last()) else {
+                    return true;
+                };
+                (first / 64..=last / 64).all(|i| self.word(i) & !other.word(i) == 0)
+            }
         }
     }
 
-    /// True when the masks share a CPU.
+    /// True when the masks share a CPU (allocates nothing).
     pub fn intersects(&self, other: &CpuMask) -> bool {
-        !self.and(other).is_empty()
+        let (Some(lo), Some(hi)) = (
+            self.first().max(other.first()),
+            self.last().min(other.last()),
+        ) else {
+            return false;
+        };
+        lo <= hi && (lo / 64..=hi / 64).any(|i| self.word(i) & other.word(i) != 0)
     }
 
     /// Heap bytes this mask owns (0 unless it is an irregular set; shared clones count once each).
@@ -272,6 +318,34 @@ impl CpuMask {
             Repr::Bits(w) => w.len() * 8,
             _ => 0,
         }
+    }
+}
+
+/// Shares identical irregular masks, so irqs whose affinities were cut down the same way (by
+/// the same offline CPUs) hold one bitmap between them, not one each. Keeps the most recent
+/// [`MaskInterner::MAX`] distinct bitmaps.
+#[derive(Debug, Default)]
+pub(crate) struct MaskInterner {
+    masks: Vec<CpuMask>,
+}
+
+impl MaskInterner {
+    /// Distinct bitmaps kept.
+    const MAX: usize = 64;
+
+    /// `mask`, or an equal mask already interned (sharing its bitmap).
+    pub(crate) fn intern(&mut self, mask: CpuMask) -> CpuMask {
+        if mask.heap_bytes() == 0 {
+            return mask;
+        }
+        if let Some(m) = self.masks.iter().find(|m| **m == mask) {
+            return m.clone();
+        }
+        if self.masks.len() == Self::MAX {
+            self.masks.remove(0);
+        }
+        self.masks.push(mask.clone());
+        mask
     }
 }
 
@@ -356,6 +430,19 @@ mod tests {
     }
 
     #[test]
+    fn intersecting_with_a_superset_shares_the_bitmap() {
+        let node = CpuMask::from_cpus((64..128).step_by(2));
+        let online = CpuMask::from_cpus((0..8192).filter(|&c| c != 5000));
+        let cut = node.and(&online);
+        assert_eq!(cut, node);
+        assert!(matches!((&cut.0, &node.0), (Repr::Bits(a), Repr::Bits(b)) if Arc::ptr_eq(a, b)));
+        let mut interner = MaskInterner::default();
+        let a = interner.intern(CpuMask::range(4990, 5010).and(&online));
+        let b = interner.intern(CpuMask::range(4990, 5010).and(&online));
+        assert!(matches!((&a.0, &b.0), (Repr::Bits(x), Repr::Bits(y)) if Arc::ptr_eq(x, y)));
+    }
+
+    #[test]
     fn irregular_sets_normalise_and_print_as_cpulist() {
         let m = CpuMask::from_cpus([10, 0, 1, 2, 3, 8, 11]);
         assert_eq!(format!("{m:?}"), "0-3,8,10-11");
@@ -389,6 +476,13 @@ mod tests {
             let inter: Vec<u32> = sa.intersection(&sb).copied().collect();
             prop_assert_eq!(ma.and(&mb).iter().collect::<Vec<_>>(), inter);
             prop_assert_eq!(ma.is_subset(&mb), sa.is_subset(&sb));
+            prop_assert_eq!(ma.intersects(&mb), !sa.is_disjoint(&sb));
+            let range = CpuMask::range(probe / 2, probe);
+            let sr: alloc::collections::BTreeSet<u32> = (probe / 2..=probe).collect();
+            prop_assert_eq!(ma.and(&range).iter().collect::<Vec<_>>(), sa.intersection(&sr).copied().collect::<Vec<_>>());
+            prop_assert_eq!(range.and(&ma), ma.and(&range));
+            prop_assert_eq!(range.is_subset(&ma), sr.is_subset(&sa));
+            prop_assert_eq!(ma.is_subset(&range), sa.is_subset(&sr));
             let mut w = sa.clone();
             w.remove(&probe);
             prop_assert_eq!(ma.without(probe), CpuMask::from_cpus(w.iter().copied()));

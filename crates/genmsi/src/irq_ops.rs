@@ -53,11 +53,11 @@ impl<R: RawMutex> IrqSystem<R> {
     pub fn set_affinity(&self, irq: Irq, mask: &CpuMask) -> Result<()> {
         let mut guard = self.config.lock();
         let cfg = &mut *guard;
-        let target = mask.and(&cfg.online);
+        let target = cfg.masks.intern(mask.and(&cfg.online));
         if target.is_empty() {
             return Err(Error::EmptyAffinity);
         }
-        move_irq(cfg, irq, &target)?;
+        self.move_counted(cfg, irq, &target)?;
         let d = cfg.irqs[&irq];
         device_domain(&mut cfg.devices, d.device, d.slot)?
             .descs
@@ -184,7 +184,7 @@ impl<R: RawMutex> IrqSystem<R> {
     ) -> Result<()> {
         let (d, dd) = locate(&cfg.irqs, &mut cfg.devices, irq)?;
         let desc = &dd.descs[&d.index];
-        let target = desc.affinity.and(remaining);
+        let target = cfg.masks.intern(desc.affinity.and(remaining));
         if desc.managed && target.is_empty() {
             let chain = chain_of(&cfg.domains, dd.parent);
             deactivate_irq(&mut cfg.domains, &chain, dd, &self.table, irq, d.index);
@@ -200,11 +200,20 @@ impl<R: RawMutex> IrqSystem<R> {
         } else {
             target
         };
-        match move_irq(cfg, irq, &target) {
-            Err(_) if &target != remaining => move_irq(cfg, irq, remaining)?,
+        match self.move_counted(cfg, irq, &target) {
+            Err(_) if &target != remaining => self.move_counted(cfg, irq, remaining)?,
             other => other?,
         }
         report.moved.push(irq);
+        Ok(())
+    }
+
+    /// Moves `irq` to `target` and folds the per-CPU counts of the CPUs it left (see
+    /// [`IrqTable`](crate::IrqTable)'s docs).
+    fn move_counted(&self, cfg: &mut Config, irq: Irq, target: &CpuMask) -> Result<()> {
+        move_irq(cfg, irq, target)?;
+        self.table
+            .fold_counts(irq, cfg.irqs.get(&irq).and_then(|d| d.effective_cpu));
         Ok(())
     }
 
@@ -215,7 +224,7 @@ impl<R: RawMutex> IrqSystem<R> {
         }
         for &irq in report.moved.iter().rev() {
             // Whatever was released on `cpu` is free again, so the way back is open.
-            let _ = move_irq(cfg, irq, &CpuMask::single(cpu));
+            let _ = self.move_counted(cfg, irq, &CpuMask::single(cpu));
         }
         for &irq in report.shut_down.iter().rev() {
             let _ = self.start(cfg, irq);

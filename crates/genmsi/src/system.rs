@@ -1,6 +1,7 @@
 //! The irq system: descriptors, domains, devices and the allocation API behind one
 //! configuration lock, beside the lock-free delivery table.
 
+use crate::cpumask::MaskInterner;
 use crate::device::{Device, DeviceDomain};
 use crate::range::RangeAllocator;
 use crate::table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};
@@ -91,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) domains: Vec<Option<DomainNode>>,
     pub(crate) devices: BTreeMap<DeviceId, Device>,
     pub(crate) next_device: u32,
+    /// Affinities cut down by offline CPUs, shared between the irqs that have them.
+    pub(crate) masks: MaskInterner,
 }
 
 /// A snapshot of one irq: its descriptor as the core sees it.
@@ -168,6 +171,7 @@ impl<R: RawMutex> IrqSystem<R> {
                 domains: Vec::new(),
                 devices: BTreeMap::new(),
                 next_device: 0,
+                masks: MaskInterner::default(),
             }),
         }
     }

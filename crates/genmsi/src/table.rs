@@ -20,14 +20,27 @@
 //! announced itself in time to be waited for, or sees the new generation: no lock, no wait on
 //! the delivery path.
 //!
-//! Statistics that depend on the CPU count live per CPU ([`IrqTable::cpu_count`]), not per irq,
-//! so a slot is 24 bytes on any machine.
+//! Statistics that depend on the CPU count live per CPU ([`IrqTable::cpu_count`], each CPU's
+//! counter on its own cache line), not per irq, so a slot is one cache line on any machine.
+//! Slots are cache-line aligned too: irqs handled on different CPUs never share a line.
+//!
+//! Exact per-(irq, CPU) counts, as `/proc/interrupts` shows them, come without a counter per
+//! possible CPU: an irq targets one CPU at a time (two while a move completes), so a slot has
+//! two *cells*, each a CPU label and a count in one atomic word. A delivery adds to the cell of
+//! its CPU, or claims an empty one, with a compare-and-swap. When an irq moves, the
+//! configuration path folds the cells of the CPUs it left into a sparse map (one entry per CPU
+//! the irq ever ran on), swapping each cell to empty: a delivery racing with the fold fails its
+//! compare-and-swap and claims a cell afresh, so nothing is lost or counted twice. Only a
+//! delivery on a third CPU while both cells are held (a second move before the first one's old
+//! vector drained) finds no cell: it is counted for the irq and its CPU's total but left
+//! unattributed ([`IrqTable::unattributed`]), so the columns still add up.
 
 use crate::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
 use crate::Irq;
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use spin::Once;
+use spin::{Mutex, Once};
 
 /// Irqs per chunk of the table.
 const CHUNK: u32 = 256;
@@ -91,6 +104,23 @@ pub enum Delivery {
     Stale,
 }
 
+/// A count cell's CPU label: CPU + 1 in the bits from here up (0: the cell is empty).
+const LABEL_SHIFT: u32 = 47;
+/// A count cell's count: the bits below the label.
+const CELL_COUNT: u64 = (1 << LABEL_SHIFT) - 1;
+
+/// The label of `cpu` in a count cell (CPU numbers below `MAX_CPUS` fit in the 17 bits).
+fn cell_label(cpu: u32) -> Option<u64> {
+    (cpu < crate::MAX_CPUS).then(|| u64::from(cpu) + 1)
+}
+
+/// One CPU's statistics, alone on its cache line so CPUs never write the same line.
+#[repr(align(64))]
+struct PerCpu {
+    handled: AtomicU64,
+}
+
+#[repr(align(64))]
 struct Slot {
     /// Flags in the low bits, the generation above them (`GENERATION_SHIFT`).
     flags: AtomicU32,
@@ -100,6 +130,10 @@ struct Slot {
     /// Handler id in the high half, handler data in the low half, so both change at once.
     handler: AtomicU64,
     count: AtomicU64,
+    /// Per-(irq, CPU) counts of the CPUs the irq runs on now (see the module docs).
+    cells: [AtomicU64; 2],
+    /// Deliveries that found no cell (a third CPU during overlapping moves).
+    unattributed: AtomicU64,
 }
 
 impl Slot {
@@ -109,6 +143,8 @@ impl Slot {
             inflight: AtomicU32::new(0),
             handler: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            cells: [AtomicU64::new(0), AtomicU64::new(0)],
+            unattributed: AtomicU64::new(0),
         }
     }
 }
@@ -117,8 +153,10 @@ impl Slot {
 pub struct IrqTable {
     chunks: Box<[Once<Box<[Slot]>>]>,
     handlers: Box<[Once<Box<dyn IrqHandler>>]>,
-    cpu_counts: Box<[AtomicU64]>,
+    cpu_counts: Box<[PerCpu]>,
     spurious: AtomicU64,
+    /// Per-(irq, CPU) counts folded out of the cells (configuration side only).
+    folded: Mutex<BTreeMap<(u32, u32), u64>>,
 }
 
 impl core::fmt::Debug for IrqTable {
@@ -137,8 +175,13 @@ impl IrqTable {
         IrqTable {
             chunks: (0..chunks).map(|_| Once::new()).collect(),
             handlers: (0..max_handlers.max(1)).map(|_| Once::new()).collect(),
-            cpu_counts: (0..nr_cpus).map(|_| AtomicU64::new(0)).collect(),
+            cpu_counts: (0..nr_cpus)
+                .map(|_| PerCpu {
+                    handled: AtomicU64::new(0),
+                })
+                .collect(),
             spurious: AtomicU64::new(0),
+            folded: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -229,8 +272,9 @@ impl IrqTable {
             }
         }
         slot.count.fetch_add(1, Ordering::Relaxed);
+        count_on(slot, cpu);
         if let Some(c) = self.cpu_counts.get(cpu as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.handled.fetch_add(1, Ordering::Relaxed);
         }
         let handler = slot.handler.load(Ordering::Acquire);
         let (id, data) = ((handler >> 32) as usize, handler as u32);
@@ -263,7 +307,59 @@ impl IrqTable {
     pub fn cpu_count(&self, cpu: u32) -> u64 {
         self.cpu_counts
             .get(cpu as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+            .map_or(0, |c| c.handled.load(Ordering::Relaxed))
+    }
+
+    /// Interrupts handled for `irq` per CPU, lowest CPU first, CPUs with none left out: the
+    /// row of `/proc/interrupts`. With [`IrqTable::unattributed`] they add up to
+    /// [`IrqTable::count`].
+    pub fn irq_cpu_counts(&self, irq: Irq) -> Vec<(u32, u64)> {
+        let Some(slot) = self.slot(irq) else {
+            return Vec::new();
+        };
+        // The lock keeps a fold from moving a count between the cells and the map under us.
+        let folded = self.folded.lock();
+        let mut counts: BTreeMap<u32, u64> = folded
+            .range((irq.0, 0)..=(irq.0, u32::MAX))
+            .map(|(&(_, cpu), &n)| (cpu, n))
+            .collect();
+        for cell in &slot.cells {
+            let v = cell.load(Ordering::Relaxed);
+            if v >> LABEL_SHIFT != 0 {
+                *counts.entry((v >> LABEL_SHIFT) as u32 - 1).or_default() += v & CELL_COUNT;
+            }
+        }
+        counts.into_iter().filter(|&(_, n)| n > 0).collect()
+    }
+
+    /// Deliveries of `irq` counted but not attributed to a CPU (see the module docs).
+    pub fn unattributed(&self, irq: Irq) -> u64 {
+        self.slot(irq)
+            .map_or(0, |s| s.unattributed.load(Ordering::Relaxed))
+    }
+
+    /// Moves the per-CPU counts of `irq` out of its cells, except the cell of `keep` (the CPU it
+    /// targets now), into the sparse map: the configuration path, when the irq moved.
+    pub(crate) fn fold_counts(&self, irq: Irq, keep: Option<u32>) {
+        let Some(slot) = self.slot(irq) else {
+            return;
+        };
+        let keep = keep.and_then(cell_label);
+        let mut folded = self.folded.lock();
+        for cell in &slot.cells {
+            let v = cell.load(Ordering::Relaxed);
+            let label = v >> LABEL_SHIFT;
+            if label == 0 || Some(label) == keep {
+                continue;
+            }
+            // A delivery racing with us fails its compare-and-swap and takes a cell afresh.
+            let v = cell.swap(0, Ordering::Relaxed);
+            if v >> LABEL_SHIFT != 0 {
+                *folded
+                    .entry((irq.0, (v >> LABEL_SHIFT) as u32 - 1))
+                    .or_default() += v & CELL_COUNT;
+            }
+        }
     }
 
     /// Interrupts that named no active irq.
@@ -355,16 +451,64 @@ impl IrqTable {
         if let Some(s) = self.slot(irq) {
             s.handler.store(0, Ordering::Release);
             s.count.store(0, Ordering::Relaxed);
+            for cell in &s.cells {
+                cell.store(0, Ordering::Relaxed);
+            }
+            s.unattributed.store(0, Ordering::Relaxed);
         }
+        self.folded.lock().retain(|&(i, _), _| i != irq.0);
     }
 
     /// Per-CPU handled counts, lowest CPU first.
     pub fn cpu_counts(&self) -> Vec<u64> {
         self.cpu_counts
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .map(|c| c.handled.load(Ordering::Relaxed))
             .collect()
     }
+}
+
+/// Adds one to the count cell of `cpu` in `slot`, claiming an empty cell if it has none
+/// (the delivery path: compare-and-swap only).
+fn count_on(slot: &Slot, cpu: u32) {
+    let Some(label) = cell_label(cpu) else {
+        slot.unattributed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    'retry: loop {
+        for cell in &slot.cells {
+            let v = cell.load(Ordering::Relaxed);
+            if v >> LABEL_SHIFT == label {
+                if v & CELL_COUNT == CELL_COUNT {
+                    // 2^47 deliveries without a fold: saturated, the rest unattributed.
+                    break 'retry;
+                }
+                if cell
+                    .compare_exchange_weak(v, v + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                // Folded (or another delivery of this CPU added) meanwhile: look again.
+                continue 'retry;
+            }
+        }
+        for cell in &slot.cells {
+            if cell
+                .compare_exchange(
+                    0,
+                    (label << LABEL_SHIFT) | 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return;
+            }
+        }
+        break;
+    }
+    slot.unattributed.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -374,7 +518,9 @@ mod tests {
     #[test]
     #[cfg(not(loom))]
     fn a_slot_costs_the_same_on_any_machine() {
-        assert_eq!(core::mem::size_of::<Slot>(), 24);
+        assert_eq!(core::mem::size_of::<Slot>(), 64);
+        assert_eq!(core::mem::align_of::<Slot>(), 64);
+        assert_eq!(core::mem::size_of::<PerCpu>(), 64);
         let small = IrqTable::new(100_000, 64, 4);
         let big = IrqTable::new(100_000, 8192, 4);
         small.populate(Irq(99_999), 1);

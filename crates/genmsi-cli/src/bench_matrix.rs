@@ -1,0 +1,306 @@
+//! `genmsi bench matrix`: the vector matrix against the Linux scan on every mask shape a user
+//! has, in one process, on the same seeded workload.
+//!
+//! For each shape both allocators get a fresh machine filled to about half its vectors (a
+//! seeded quarter of the first fill freed again), the same CPUs offline, and then the same
+//! operations: rounds of steady-state steps (allocate on the mask, free the allocation made 64
+//! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again. Ours and
+//! Linux's run alternately round by round, so machine noise hits both, and each side's figure
+//! is the median of its rounds' nanoseconds per allocation, so a round that lost the CPU to
+//! another process does not count. Each shape runs on several freshly built pairs of machines,
+//! built in alternating order, and the median is over all their rounds. They must make the same
+//! choice every time (the bench fails otherwise): the spread is then equal by construction, and
+//! the figures compare only the cost of finding the CPU.
+
+use genmsi::CpuMask;
+use genmsi_x86::reference::LinuxMatrix;
+use genmsi_x86::{MatrixError, Vector, VectorMatrix};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The operations both allocators offer.
+trait Matrix {
+    fn alloc(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError>;
+    fn free(&mut self, cpu: u32, v: Vector) -> Result<(), MatrixError>;
+    fn offline(&mut self, cpu: u32) -> Result<(), MatrixError>;
+}
+
+macro_rules! impl_matrix {
+    ($t:ty) => {
+        impl Matrix for $t {
+            fn alloc(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+                <$t>::alloc(self, mask, false)
+            }
+            fn free(&mut self, cpu: u32, v: Vector) -> Result<(), MatrixError> {
+                <$t>::free(self, cpu, v, false)
+            }
+            fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+                <$t>::offline(self, cpu)
+            }
+        }
+    };
+}
+impl_matrix!(VectorMatrix);
+impl_matrix!(LinuxMatrix);
+
+/// A seeded xorshift generator: the workload is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The mask shapes, by name, on a machine of `cpus` CPUs, with the CPUs each takes offline.
+pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
+    let node = 64.min(cpus);
+    // A node in the middle of the machine, as a device's NUMA node would be.
+    let first = (cpus / node / 2) * node;
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let half = CpuMask::from_cpus((0..cpus).filter(|_| rng.next() & 1 == 1));
+    let offline: Vec<u32> = {
+        let mut picked = std::collections::BTreeSet::new();
+        while picked.len() < (cpus / 100).max(1) as usize {
+            picked.insert((rng.next() % u64::from(cpus)) as u32);
+        }
+        picked.into_iter().collect()
+    };
+    vec![
+        ("machine", CpuMask::first_n(cpus), vec![]),
+        ("node", CpuMask::range(first, first + node - 1), vec![]),
+        (
+            "two-nodes",
+            CpuMask::range(first.saturating_sub(node), (first + node - 1).min(cpus - 1)),
+            vec![],
+        ),
+        ("single", CpuMask::single(cpus / 2), vec![]),
+        (
+            "every-2nd",
+            CpuMask::from_cpus((0..cpus).step_by(2)),
+            vec![],
+        ),
+        (
+            "every-3rd",
+            CpuMask::from_cpus((0..cpus).step_by(3)),
+            vec![],
+        ),
+        ("random-half", half, vec![]),
+        ("machine-1%-offline", CpuMask::first_n(cpus), offline),
+    ]
+}
+
+/// One allocator under the workload.
+struct Side<M: Matrix> {
+    m: M,
+    recent: VecDeque<(u32, Vector)>,
+    time: Duration,
+    allocs: u64,
+    /// Nanoseconds per allocation of each finished round.
+    rounds: Vec<f64>,
+}
+
+impl<M: Matrix> Side<M> {
+    /// A machine filled to about half its vectors (130 per CPU, then a seeded 30 per CPU freed
+    /// at random), then `offline` taken offline.
+    fn new(mut m: M, cpus: u32, offline: &[u32]) -> Result<Self, MatrixError> {
+        // The fill goes CPU by CPU (the same state for both, and cheap for the scan too).
+        let mut live = Vec::new();
+        for i in 0..cpus * 130 {
+            live.push(m.alloc(&CpuMask::single(i % cpus))?);
+        }
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..cpus * 30 {
+            let (cpu, v) = live.swap_remove((rng.next() % live.len() as u64) as usize);
+            m.free(cpu, v)?;
+        }
+        for &cpu in offline {
+            m.offline(cpu)?;
+        }
+        Ok(Side {
+            m,
+            recent: VecDeque::new(),
+            time: Duration::ZERO,
+            allocs: 0,
+            rounds: Vec::new(),
+        })
+    }
+
+    /// `steps` steady-state steps; returns the CPUs chosen.
+    fn steady(&mut self, mask: &CpuMask, steps: u32, chosen: &mut Vec<u32>) -> anyhow::Result<()> {
+        let start = Instant::now();
+        for _ in 0..steps {
+            let t = self.m.alloc(mask)?;
+            chosen.push(t.0);
+            self.recent.push_back(t);
+            if self.recent.len() > 64 {
+                let (cpu, v) = self.recent.pop_front().expect("more than 64");
+                self.m.free(cpu, v)?;
+            }
+        }
+        self.time += start.elapsed();
+        self.allocs += u64::from(steps);
+        Ok(())
+    }
+
+    /// A burst of `n` allocations on `mask`, then their frees.
+    fn burst(&mut self, mask: &CpuMask, n: u32, chosen: &mut Vec<u32>) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut got = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let t = self.m.alloc(mask)?;
+            chosen.push(t.0);
+            got.push(t);
+        }
+        for (cpu, v) in got {
+            self.m.free(cpu, v)?;
+        }
+        self.time += start.elapsed();
+        self.allocs += u64::from(n);
+        Ok(())
+    }
+
+    fn end_round(&mut self) {
+        self.rounds
+            .push(self.time.as_nanos() as f64 / self.allocs.max(1) as f64);
+        (self.time, self.allocs) = (Duration::ZERO, 0);
+    }
+}
+
+/// The median of per-round figures.
+fn median(mut rounds: Vec<f64>) -> f64 {
+    rounds.sort_by(f64::total_cmp);
+    rounds.get(rounds.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// How long a run is.
+#[derive(Clone, Copy, Debug)]
+pub struct Size {
+    /// Machines built per shape (each side gets a fresh one).
+    pub machines: u32,
+    /// Rounds per machine, ours and Linux's alternating.
+    pub rounds: u32,
+    /// Steady-state steps per round.
+    pub steps: u32,
+    /// Largest burst (allocations) per round.
+    pub burst: u32,
+}
+
+impl Size {
+    /// The full run: 4 machines of 5 rounds of 2,000 steps and a burst of 10,000.
+    pub const FULL: Size = Size {
+        machines: 4,
+        rounds: 5,
+        steps: 2000,
+        burst: 10_000,
+    };
+    /// The short run of the test command.
+    pub const SHORT: Size = Size {
+        machines: 1,
+        rounds: 3,
+        steps: 200,
+        burst: 1000,
+    };
+}
+
+/// Runs every shape at `cpus` CPUs; the JSON report (see the module docs).
+pub fn run(cpus: u32, size: Size) -> anyhow::Result<Value> {
+    anyhow::ensure!(cpus >= 1, "--cpus must be at least 1");
+    let mut rows = Vec::new();
+    for (name, mask, offline) in shapes(cpus) {
+        // Several machines per shape, built in alternating order, so that where the allocator
+        // happened to put one side's memory does not decide the comparison.
+        let (mut ours_rounds, mut linux_rounds) = (Vec::new(), Vec::new());
+        let mut spreads = (0, 0);
+        for machine in 0..size.machines {
+            let (mut ours, mut linux) = if machine % 2 == 0 {
+                let o = Side::new(VectorMatrix::new(cpus), cpus, &offline)?;
+                (o, Side::new(LinuxMatrix::new(cpus), cpus, &offline)?)
+            } else {
+                let l = Side::new(LinuxMatrix::new(cpus), cpus, &offline)?;
+                (Side::new(VectorMatrix::new(cpus), cpus, &offline)?, l)
+            };
+            // A burst takes at most half of what the mask has left beside the 64 allocations
+            // the steady state keeps, so it never runs dry.
+            let room: u32 = mask
+                .iter()
+                .filter(|c| !offline.contains(c))
+                .map(|c| linux.m.available(c))
+                .sum();
+            let burst = size.burst.min(room.saturating_sub(64) / 2);
+            for round in 0..size.rounds {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                ours.steady(&mask, size.steps, &mut a)?;
+                linux.steady(&mask, size.steps, &mut b)?;
+                ours.burst(&mask, burst, &mut a)?;
+                linux.burst(&mask, burst, &mut b)?;
+                ours.end_round();
+                linux.end_round();
+                anyhow::ensure!(
+                    a == b,
+                    "{name}: ours and Linux chose different CPUs in round {round}"
+                );
+            }
+            ours_rounds.append(&mut ours.rounds);
+            linux_rounds.append(&mut linux.rounds);
+            spreads = (ours.m.spread(&mask), linux.m.spread(&mask));
+        }
+        let (o, l) = (median(ours_rounds), median(linux_rounds));
+        rows.push(json!({
+            "shape": name,
+            "ours_ns": round2(o),
+            "linux_ns": round2(l),
+            "speedup": round2(l / o),
+            "ours_spread": spreads.0,
+            "linux_spread": spreads.1,
+        }));
+    }
+    let speedup = |r: &Value| r["speedup"].as_f64().unwrap_or(0.0);
+    let min = rows.iter().map(speedup).fold(f64::INFINITY, f64::min);
+    let machine = rows
+        .iter()
+        .find(|r| r["shape"] == "machine")
+        .map_or(0.0, speedup);
+    Ok(json!({
+        "cpus": cpus,
+        "shapes": rows,
+        "min_speedup": min,
+        "machine_speedup": machine,
+    }))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Prints the report as a table.
+pub fn print(r: &Value) {
+    println!(
+        "vector matrix vs. the Linux scan at {} CPUs (ns per allocation, frees included)",
+        r["cpus"]
+    );
+    println!(
+        "{:<20}{:>12}{:>12}{:>10}{:>8}{:>8}",
+        "shape", "ours ns", "linux ns", "speedup", "spread", "linux"
+    );
+    for s in r["shapes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20}{:>12}{:>12}{:>9}x{:>8}{:>8}",
+            s["shape"].as_str().unwrap_or("?"),
+            s["ours_ns"].to_string(),
+            s["linux_ns"].to_string(),
+            s["speedup"].to_string(),
+            s["ours_spread"].to_string(),
+            s["linux_spread"].to_string()
+        );
+    }
+    println!(
+        "min speedup {:.2}x, machine-wide {:.1}x",
+        r["min_speedup"].as_f64().unwrap_or(0.0),
+        r["machine_speedup"].as_f64().unwrap_or(0.0)
+    );
+}

@@ -1,0 +1,374 @@
+//! Where the most available vectors are: the index behind [`VectorMatrix`](crate::VectorMatrix).
+//!
+//! Every CPU has a key, its available vector count (-1 when offline). The question the matrix
+//! asks on every allocation is Linux's: "the lowest-numbered CPU of this mask with the strictly
+//! largest key". Linux answers it by scanning the mask. [`CpuIndex`] keeps the keys twice so
+//! that no mask shape needs a scan:
+//!
+//! 1. **A max tree over CPU numbers.** A single CPU, a node, two nodes and the whole machine are
+//!    ranges `a..=b`: one O(log n) query each.
+//! 2. **One bitmap per key value** (the online CPUs holding that many available vectors), each
+//!    with a summary bit per non-zero word. For an irregular mask (every 2nd CPU, a housekeeping
+//!    set, a random half) the answer is the first CPU of the highest level whose bitmap meets the
+//!    mask, found by ANDing words from the top level down. A level that misses the mask costs
+//!    one pass over its non-zero words. Keys stay within a few values of each other on a
+//!    balanced machine, so a handful of levels is all a query visits; when the levels visited
+//!    cost more than scanning the mask would (a small mask drained far below the rest of the
+//!    machine), the query finishes with a scan of the mask over the packed keys, which is still
+//!    less work per CPU than Linux's.
+//!
+//! An update (one CPU's key changes) moves one bit between two levels and fixes the tree path.
+//! The whole machine is the first CPU of the highest non-empty level.
+//!
+//! Updates are applied lazily: a CPU whose key changed is only queued, once for the tree and
+//! once for the levels, and each queue is applied (reading the keys from the matrix) before the
+//! next query that needs that structure: range queries the tree, whole-machine and irregular
+//! queries the levels. A CPU that changes many times between two queries (a burst on one CPU)
+//! costs one update; a workload that never asks for ranges never maintains the tree; single-CPU
+//! masks, which the matrix answers from the CPU's own counts, need neither.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use genmsi::CpuMask;
+
+/// The online CPUs whose key is one value.
+#[derive(Clone, Default)]
+struct Level {
+    count: u32,
+    /// Bit `c % 64` of word `c / 64` for CPU `c`; empty until the level is first used.
+    words: Vec<u64>,
+    /// Bit `w % 64` of word `w / 64` when `words[w]` is not zero.
+    summary: Vec<u64>,
+}
+
+/// The CPU index (see the module docs).
+/// Queue flag: the CPU waits in the tree's queue.
+const IN_TREE_QUEUE: u8 = 1 << 0;
+/// Queue flag: the CPU waits in the levels' queue.
+const IN_LEVEL_QUEUE: u8 = 1 << 1;
+
+#[derive(Clone)]
+pub(crate) struct CpuIndex {
+    nr: usize,
+    /// CPUs the tree, and the levels, have not seen the current key of; per CPU, the queues
+    /// it waits in (`IN_TREE_QUEUE`, `IN_LEVEL_QUEUE`).
+    tree_queue: Vec<u32>,
+    level_queue: Vec<u32>,
+    queued: Vec<u8>,
+    /// The key each CPU has in the levels.
+    level_key: Vec<i32>,
+    /// Max tree: leaves at `size..size + nr` hold the keys, padding leaves -1.
+    size: usize,
+    tree: Vec<i32>,
+    /// `levels[k]`: the CPUs with key `k`, for `k` in `1..=max_key` (level 0 is never chosen).
+    levels: Vec<Level>,
+    /// The highest level with a CPU in it (0 when none).
+    top: usize,
+}
+
+impl fmt::Debug for CpuIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CpuIndex")
+            .field("cpus", &self.nr)
+            .field("top", &self.top)
+            .finish()
+    }
+}
+
+impl CpuIndex {
+    /// `nr` CPUs with keys at most `max_key`, every one queued for its first update.
+    pub(crate) fn new(nr: usize, max_key: u32) -> Self {
+        let size = nr.next_power_of_two().max(1);
+        CpuIndex {
+            nr,
+            tree_queue: (0..nr as u32).collect(),
+            level_queue: (0..nr as u32).collect(),
+            queued: vec![IN_TREE_QUEUE | IN_LEVEL_QUEUE; nr],
+            level_key: vec![-1; nr],
+            size,
+            tree: vec![-1; 2 * size],
+            levels: vec![Level::default(); max_key as usize + 1],
+            top: 0,
+        }
+    }
+
+    /// Notes that the key of `cpu` (below `nr`) changed; the tree and the levels follow at
+    /// the next query that needs them.
+    #[inline]
+    pub(crate) fn mark(&mut self, cpu: u32) {
+        if self.queued[cpu as usize] != IN_TREE_QUEUE | IN_LEVEL_QUEUE {
+            self.enqueue(cpu);
+        }
+    }
+
+    #[cold]
+    fn enqueue(&mut self, cpu: u32) {
+        let q = &mut self.queued[cpu as usize];
+        if *q & IN_TREE_QUEUE == 0 {
+            self.tree_queue.push(cpu);
+        }
+        if *q & IN_LEVEL_QUEUE == 0 {
+            self.level_queue.push(cpu);
+        }
+        *q = IN_TREE_QUEUE | IN_LEVEL_QUEUE;
+    }
+
+    /// Brings the tree up to date with `key`.
+    fn flush_tree(&mut self, key: &impl Fn(u32) -> i32) {
+        while let Some(cpu) = self.tree_queue.pop() {
+            self.queued[cpu as usize] &= !IN_TREE_QUEUE;
+            let mut i = self.size + cpu as usize;
+            self.tree[i] = key(cpu);
+            while i > 1 {
+                i /= 2;
+                let max = self.tree[2 * i].max(self.tree[2 * i + 1]);
+                if self.tree[i] == max {
+                    // The ancestors above hold maxima of unchanged values: nothing more to do.
+                    break;
+                }
+                self.tree[i] = max;
+            }
+        }
+    }
+
+    /// Brings the levels up to date with `key`.
+    fn flush_levels(&mut self, key: &impl Fn(u32) -> i32) {
+        while let Some(cpu) = self.level_queue.pop() {
+            self.queued[cpu as usize] &= !IN_LEVEL_QUEUE;
+            let (c, new) = (cpu as usize, key(cpu));
+            let old = self.level_key[c];
+            if old != new {
+                self.leave(c, old);
+                self.enter(c, new);
+                self.level_key[c] = new;
+            }
+        }
+    }
+
+    /// The level of CPUs with `key`, if `key` has one (CPUs with nothing available or
+    /// offline are in none).
+    fn level_mut(levels: &mut [Level], key: i32) -> Option<&mut Level> {
+        let k = usize::try_from(key).ok().filter(|&k| k > 0)?;
+        levels.get_mut(k)
+    }
+
+    fn enter(&mut self, cpu: usize, key: i32) {
+        let words = self.nr.div_ceil(64);
+        let Some(level) = Self::level_mut(&mut self.levels, key) else {
+            return;
+        };
+        if level.words.is_empty() {
+            level.words = vec![0; words];
+            level.summary = vec![0; words.div_ceil(64)];
+        }
+        let w = cpu / 64;
+        level.words[w] |= 1 << (cpu % 64);
+        level.summary[w / 64] |= 1 << (w % 64);
+        level.count += 1;
+        self.top = self.top.max(key as usize);
+    }
+
+    fn leave(&mut self, cpu: usize, key: i32) {
+        let Some(level) = Self::level_mut(&mut self.levels, key) else {
+            return;
+        };
+        let w = cpu / 64;
+        level.words[w] &= !(1 << (cpu % 64));
+        if level.words[w] == 0 {
+            level.summary[w / 64] &= !(1 << (w % 64));
+        }
+        level.count -= 1;
+        while self.top > 0 && self.levels[self.top].count == 0 {
+            self.top -= 1;
+        }
+    }
+
+    /// The lowest CPU of `mask` with the largest positive key, `key` giving the current keys.
+    pub(crate) fn best(&mut self, mask: &CpuMask, key: impl Fn(u32) -> i32) -> Option<u32> {
+        let best = match mask.as_range() {
+            Some((0, hi)) if hi as usize + 1 >= self.nr => {
+                self.flush_levels(&key);
+                self.first_at_top()
+            }
+            Some((lo, hi)) => {
+                self.flush_tree(&key);
+                self.best_in(lo, hi)
+            }
+            None => {
+                self.flush_levels(&key);
+                return self.best_in_words(mask.as_words()?);
+            }
+        };
+        best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
+    }
+
+    /// The leftmost CPU of `lo..=hi` with the largest key, and that key.
+    fn best_in(&self, lo: u32, hi: u32) -> Option<(i32, u32)> {
+        let hi = (hi as usize).min(self.nr.checked_sub(1)?);
+        if lo as usize > hi {
+            return None;
+        }
+        let (mut l, mut r) = (self.size + lo as usize, self.size + hi + 1);
+        let mut best: Option<(i32, usize)> = None;
+        // At most one right-hand node per tree level (CPU numbers are below 2^17).
+        let mut right = [0usize; 20];
+        let mut nr = 0;
+        let consider = |best: &mut Option<(i32, usize)>, node: usize| {
+            if best.is_none_or(|(v, _)| self.tree[node] > v) {
+                *best = Some((self.tree[node], node));
+            }
+        };
+        while l < r {
+            if l & 1 == 1 {
+                consider(&mut best, l);
+                l += 1;
+            }
+            if r & 1 == 1 {
+                r -= 1;
+                right[nr] = r;
+                nr += 1;
+            }
+            l /= 2;
+            r /= 2;
+        }
+        for &node in right[..nr].iter().rev() {
+            consider(&mut best, node);
+        }
+        let (_, node) = best?;
+        Some(self.descend(node))
+    }
+
+    /// The lowest CPU with the largest positive key, from the levels: (key, CPU).
+    fn first_at_top(&self) -> Option<(i32, u32)> {
+        let level = self.levels.get(self.top).filter(|_| self.top > 0)?;
+        let s = level.summary.iter().position(|&w| w != 0)?;
+        let w = s * 64 + level.summary[s].trailing_zeros() as usize;
+        let cpu = w * 64 + level.words[w].trailing_zeros() as usize;
+        Some((self.top as i32, cpu as u32))
+    }
+
+    /// The leftmost leaf under `node` holding `node`'s maximum: (key, CPU).
+    fn descend(&self, mut node: usize) -> (i32, u32) {
+        let value = self.tree[node];
+        while node < self.size {
+            node = if self.tree[2 * node] == value {
+                2 * node
+            } else {
+                2 * node + 1
+            };
+        }
+        (value, (node - self.size) as u32)
+    }
+
+    /// The lowest CPU of an irregular mask (as words) with the largest positive key.
+    fn best_in_words(&self, mask: &[u64]) -> Option<u32> {
+        let mask = &mask[..mask.len().min(self.nr.div_ceil(64))];
+        let weight: usize = mask.iter().map(|w| w.count_ones() as usize).sum();
+        // A level word costs about what two CPUs of a scan cost.
+        let mut budget = weight / 2 + 8;
+        for level in self.levels[1..=self.top].iter().rev() {
+            if level.count == 0 {
+                continue;
+            }
+            'level: for (s, &summary) in level.summary.iter().enumerate() {
+                let mut bits = summary;
+                while bits != 0 {
+                    let w = s * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let Some(&m) = mask.get(w) else {
+                        break 'level;
+                    };
+                    let hit = level.words[w] & m;
+                    if hit != 0 {
+                        return Some((w * 64) as u32 + hit.trailing_zeros());
+                    }
+                    budget = match budget.checked_sub(1) {
+                        Some(b) => b,
+                        None => return self.scan(mask),
+                    };
+                }
+            }
+        }
+        None
+    }
+
+    /// The Linux scan, over the levels' packed keys: the first CPU with the strictly largest key.
+    fn scan(&self, mask: &[u64]) -> Option<u32> {
+        let (mut best, mut max) = (None, 0);
+        for (w, &word) in mask.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let cpu = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(&key) = self.level_key.get(cpu) else {
+                    return best;
+                };
+                if key > max {
+                    (max, best) = (key, Some(cpu as u32));
+                }
+            }
+        }
+        best
+    }
+
+    /// Checks the tree and the levels against `key(cpu)` for every CPU once the queued updates
+    /// are applied (on a copy).
+    pub(crate) fn check(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
+        for (queue, flag) in [
+            (&self.tree_queue, IN_TREE_QUEUE),
+            (&self.level_queue, IN_LEVEL_QUEUE),
+        ] {
+            let flagged = self.queued.iter().filter(|&&q| q & flag != 0).count();
+            if queue.len() != flagged || queue.iter().any(|&c| self.queued[c as usize] & flag == 0)
+            {
+                return Err("index update queue differs from its flags");
+            }
+        }
+        let mut index = self.clone();
+        index.flush_tree(&key);
+        index.flush_levels(&key);
+        index.check_flushed(key)
+    }
+
+    fn check_flushed(&self, key: impl Fn(u32) -> i32) -> Result<(), &'static str> {
+        let mut counts = vec![0u32; self.levels.len()];
+        for cpu in 0..self.nr {
+            let k = key(cpu as u32);
+            if self.tree[self.size + cpu] != k || self.level_key[cpu] != k {
+                return Err("index leaf differs from the CPU's available count");
+            }
+            for (l, level) in self.levels.iter().enumerate().skip(1) {
+                let member = level
+                    .words
+                    .get(cpu / 64)
+                    .is_some_and(|w| w & (1 << (cpu % 64)) != 0);
+                if member != (k == l as i32) {
+                    return Err("index level membership differs from the CPU's count");
+                }
+            }
+            if k > 0 {
+                counts[k as usize] += 1;
+            }
+        }
+        for i in 1..self.size {
+            if self.tree[i] != self.tree[2 * i].max(self.tree[2 * i + 1]) {
+                return Err("index tree node is not the max of its children");
+            }
+        }
+        for (l, level) in self.levels.iter().enumerate().skip(1) {
+            if level.count != counts[l] {
+                return Err("index level count differs from its members");
+            }
+            for (w, &word) in level.words.iter().enumerate() {
+                if (level.summary[w / 64] & (1 << (w % 64)) != 0) != (word != 0) {
+                    return Err("index level summary differs from its words");
+                }
+            }
+        }
+        if self.top != counts.iter().rposition(|&c| c > 0).unwrap_or(0) {
+            return Err("index top level is not the highest level in use");
+        }
+        Ok(())
+    }
+}
