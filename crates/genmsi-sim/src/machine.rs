@@ -135,8 +135,6 @@ pub struct Machine {
     pub ioapic: Shared<IoApicModel>,
     /// IO-APIC pins whose line is asserted.
     pub lines: BTreeMap<u32, bool>,
-    /// Handled interrupts per (irq, cpu).
-    pub counts: BTreeMap<(Irq, u32), u64>,
     /// Arrivals that answer no write of their own: vectors serviced after the one a write
     /// raised, level lines firing again at end of interrupt, retriggers by cleanup. The event
     /// loop takes them ([`Machine::take_late`]) and accounts each one.
@@ -184,7 +182,6 @@ impl Machine {
             ],
             ioapic: Shared::new(IoApicModel::new(24)),
             lines: BTreeMap::new(),
-            counts: BTreeMap::new(),
             late: Vec::new(),
             ioapic_device: None,
             ioapic_unit: 0,
@@ -250,7 +247,6 @@ impl Machine {
             let level = bit(&l.tmr, v.0);
             let arrival = match self.vectors.lookup_ref(cpu, v) {
                 Some(r) if self.sys.handle_ref(r, cpu) == genmsi::Delivery::Handled => {
-                    *self.counts.entry((r.irq, cpu)).or_default() += 1;
                     Arrival::Handled { irq: r.irq, cpu }
                 }
                 _ => Arrival::Stale { cpu, vector: v },
