@@ -220,7 +220,10 @@ impl fmt::Display for Error {
             Error::Routes { limit } => write!(f, "the VM's {limit} MSI routes are all in use"),
             Error::NotBacked { index } => write!(f, "entry {index} has no host resources"),
             Error::NotQueues { strategy } => {
-                write!(f, "queue operations need the Queues strategy, not {strategy:?}")
+                write!(
+                    f,
+                    "queue operations need the Queues strategy, not {strategy:?}"
+                )
             }
             Error::Queue {
                 queue,
