@@ -7,20 +7,12 @@ use genmsi::Msg;
 use genmsi_kvm::guest::{vector_of, Command};
 use genmsi_kvm::harness::{kvm_usable, FunctionConfig, Harness, HarnessConfig};
 use genmsi_pci::Bar;
-use genmsi_vmm::kvm::{Fire, GsiRoutes, KvmMsix};
+use genmsi_vmm::kvm::{Fire, KvmMsix};
 use genmsi_vmm::{Error, MediatedDevice, MsiBackend, Strategy};
-use std::sync::Arc;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Waits until the guest counted `expected` on `vector`, then checks no more arrive.
-fn expect_count(h: &Harness, vector: u32, expected: u64) {
-    h.wait_for("arrivals", WAIT, |h| h.count(vector) >= expected)
-        .unwrap_or_else(|e| panic!("vector {vector:#x}: {e}, counted {}", h.count(vector)));
-    std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(h.count(vector), expected, "vector {vector:#x}");
-}
+mod common;
+use common::expect_count;
 
 /// The guest's virtual function: 64 queue vectors, at most 4 queues' routes.
 #[test]
@@ -108,16 +100,9 @@ fn a_guest_queue_is_one_route_and_irqfd_while_it_exists_and_delivers_to_the_gues
 /// The mediated device over KVM without a vCPU: create and destroy follow routes and GSIs.
 #[test]
 fn mediated_device_queues_take_and_give_back_gsi_routes() {
-    let kvm = match kvm_usable() {
-        Ok(kvm) => kvm,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            return;
-        }
+    let Some((vm, routes)) = common::vm_or_skip() else {
+        return;
     };
-    let vm = Arc::new(kvm.create_vm().unwrap());
-    vm.create_irq_chip().unwrap();
-    let routes = GsiRoutes::new(vm.clone());
     let backend = KvmMsix::new(vm.clone(), routes.clone(), 16, 16);
     let device = backend.triggers();
     let mut m = MediatedDevice::over(backend, 16).unwrap();
