@@ -138,6 +138,7 @@ pub fn kvm_grow(vectors: u32) -> Result<KvmGrowReport, KvmGrowError> {
                     genmsi_vmm::Strategy::OnDemand => "on_demand",
                     genmsi_vmm::Strategy::Eager => "eager",
                     genmsi_vmm::Strategy::Baseline => "baseline",
+                    genmsi_vmm::Strategy::Queues => "queues",
                 };
                 KvmGrowError::Failed(Some(name), Box::new(e))
             }),

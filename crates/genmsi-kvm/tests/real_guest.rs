@@ -9,7 +9,8 @@ use genmsi_vmm::kvm::Fire;
 use genmsi_vmm::{Error, MsiBackend, Strategy};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+use common::expect_count;
 
 fn boot(functions: Vec<FunctionConfig>) -> Option<Harness> {
     if let Err(e) = kvm_usable() {
@@ -32,14 +33,6 @@ fn on_demand(entries: u32, budget: u32) -> FunctionConfig {
         budget,
         strategy: Strategy::OnDemand,
     }
-}
-
-/// Waits until the guest counted `expected` on `vector`, then checks no more arrive.
-fn expect_count(h: &Harness, vector: u32, expected: u64) {
-    h.wait_for("arrivals", WAIT, |h| h.count(vector) >= expected)
-        .unwrap_or_else(|e| panic!("vector {vector:#x}: {e}, counted {}", h.count(vector)));
-    std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(h.count(vector), expected, "vector {vector:#x}");
 }
 
 #[test]

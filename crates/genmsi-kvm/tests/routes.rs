@@ -2,24 +2,17 @@
 //! holds nothing. Skips, saying so, without `/dev/kvm`.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+mod common;
+
 use genmsi::Msg;
-use genmsi_kvm::harness::kvm_usable;
-use genmsi_vmm::kvm::{GsiRoutes, KvmMsix};
+use genmsi_vmm::kvm::KvmMsix;
 use genmsi_vmm::{Error, MsiBackend};
-use std::sync::Arc;
 
 #[test]
 fn the_vm_route_table_limit_is_refused_with_a_typed_error() {
-    let kvm = match kvm_usable() {
-        Ok(kvm) => kvm,
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            return;
-        }
+    let Some((vm, routes)) = common::vm_or_skip() else {
+        return;
     };
-    let vm = Arc::new(kvm.create_vm().unwrap());
-    vm.create_irq_chip().unwrap();
-    let routes = GsiRoutes::new(vm.clone());
     let limit = routes.lock().unwrap().limit();
     // KVM_MAX_IRQ_ROUTES (4,096) less the irqchip's 40 legacy routes (24 IO-APIC, 16 PIC).
     assert_eq!(limit, 4096 - 40);

@@ -153,6 +153,12 @@ pub enum Error {
         /// The entry.
         index: u32,
     },
+    /// Queue operations ([`VirtMsix::back_entry`](crate::VirtMsix::back_entry)) need
+    /// [`Strategy::Queues`](crate::Strategy::Queues).
+    NotQueues {
+        /// The strategy the function runs with.
+        strategy: crate::virt::Strategy,
+    },
     /// The mediated device has no such queue, or it already exists.
     Queue {
         /// The guest queue id.
@@ -213,6 +219,12 @@ impl fmt::Display for Error {
             Error::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
             Error::Routes { limit } => write!(f, "the VM's {limit} MSI routes are all in use"),
             Error::NotBacked { index } => write!(f, "entry {index} has no host resources"),
+            Error::NotQueues { strategy } => {
+                write!(
+                    f,
+                    "queue operations need the Queues strategy, not {strategy:?}"
+                )
+            }
             Error::Queue {
                 queue,
                 exists: true,

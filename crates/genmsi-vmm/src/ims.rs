@@ -2,21 +2,32 @@
 //! MSI-X, one vector per work queue; each queue the guest creates is backed by a queue of
 //! one physical accelerator, whose interrupt message lives in the queue's context (IMS).
 //!
+//! The host side goes through the same seam as a passed-through function's
+//! ([`MsiBackend`]): guest queue `q` is backend entry `q`, backed while the queue exists
+//! ([`Strategy::Queues`]). The shape is the same because what differs is only *when* an entry
+//! is backed (queue create, not unmask) and *where* its host resource sits (any free IMS
+//! index, chosen by the host): both stay inside the backend and [`VirtMsix`].
+//!
 //! 1. The physical [`HostAccelerator`] has queue contexts in BAR0, bound as an IMS
-//!    [`QueueStore`] in the secondary slot (`pci_create_ims_domain`); a [`MediatedDevice`]
-//!    owns a slice of its queues.
-//! 2. **Create**: guest queue `q` takes host queue `slice.start + q` and a host IMS entry at
-//!    any free index with that queue as cookie (`pci_ims_alloc_irq`); the route
-//!    `host irq -> guest vector q` is set. **Destroy** frees the entry: IMS grows and shrinks
-//!    with the guest's queues while the other queues keep delivering.
-//! 3. The guest's MSI-X for the virtual function is emulated like a passed-through one
-//!    ([`MsixEmulation`]): a masked vector's interrupts set its emulated pending bit and are
-//!    injected on unmask; a new address or data only changes the route.
+//!    [`QueueStore`] in the secondary slot (`pci_create_ims_domain`).
+//! 2. [`ImsBackend`], the host model: backing guest queue `q` takes host queue
+//!    `slice.start + q` and a host IMS entry at any free index with that queue as cookie
+//!    (`pci_ims_alloc_irq`), masked; the route `host irq -> guest vector q` is set. Unmask and
+//!    mask are the host IMS entry's (a masked queue latches Interrupt Pending in its context,
+//!    sent once at unmask); release frees the entry. On KVM the backend is
+//!    `kvm::KvmMsix`: a guest queue's interrupt is one GSI route and one irqfd.
+//! 3. [`MediatedDevice`]: the guest's virtual function ([`VirtMsix`] with
+//!    [`Strategy::Queues`]); **create** and **destroy** back and release the queue's entry, so
+//!    IMS grows and shrinks with the guest's queues while the other queues keep delivering.
+//!    A guest mask holds the queue's interrupt in the backend; a PBA read shows it; a new
+//!    address or data changes the route only.
 
+use crate::backend::{Budget, MsiBackend};
 use crate::error::{AccessError, Result};
-use crate::guest::{Counters, GuestMsix, Injection, Route, RouteTable};
+use crate::guest::{Counters, Injection, Route, RouteTable};
 use crate::host::{Arrival, DeviceMemory, HostMachine, HostPci, Raise};
-use crate::msix_emul::{Effect, MsixEmulation, MsixLayout};
+use crate::msix_emul::{MsixEmulation, MsixLayout};
+use crate::virt::{Strategy, VirtMsix};
 use crate::Error;
 use genmsi::{AllocOpts, Irq, Msg};
 use genmsi_pci::ims::QueueContexts;
@@ -109,13 +120,26 @@ impl HostAccelerator {
         })
     }
 
+    /// The device side: host queue `queue`'s interrupt was unmasked; it sends what it latched.
+    pub fn replay(&self, queue: u32) -> Result<Option<Msg>> {
+        let mut bars = self.pci.bars.clone();
+        Ok(self.contexts.replay(&mut bars, queue)?)
+    }
+
+    /// Host queue `queue` has Interrupt Pending set.
+    pub fn pending(&self, queue: u32) -> bool {
+        self.contexts
+            .read(&self.pci.bars, queue)
+            .is_ok_and(|q| q.pending())
+    }
+
     /// The message arrives at the host CPUs.
     pub fn deliver(&self, msg: &Msg) -> Arrival {
         self.machine.deliver(msg, self.pci.address.requester_id())
     }
 }
 
-/// A guest queue and what backs it.
+/// A guest queue and what backs it on the host model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueBacking {
     /// The accelerator's queue.
@@ -126,32 +150,41 @@ pub struct QueueBacking {
     pub irq: Irq,
 }
 
-/// The guest-visible virtual function of a mediated device (see the module docs).
+/// The host model behind a mediated device's queues (see the module docs, step 2).
 #[derive(Debug)]
-pub struct MediatedDevice {
+pub struct ImsBackend {
     host: HostAccelerator,
     slice: Range<u32>,
-    guest: GuestMsix,
     queues: BTreeMap<u32, QueueBacking>,
     routes: RouteTable,
+    /// The guest's MSI-X Enable, as the virtual function's interrupt logic sees it.
+    enabled: bool,
+    budget: Budget,
+    counters: Counters,
+    log: Option<Vec<(u32, Msg)>>,
 }
 
-impl MediatedDevice {
-    /// A virtual function over host queues `slice` of `host`: one guest MSI-X vector per
-    /// queue, the table at offset 0 of the virtual BAR0 and the PBA on the next 4 KiB page.
+impl ImsBackend {
+    /// Host queues `slice` of `host`, one per guest queue; with `record`, every injected
+    /// message is kept.
     pub fn new(host: HostAccelerator, slice: Range<u32>, record: bool) -> Result<Self> {
-        let vectors = slice.len() as u32;
-        if slice.end > host.contexts.queues {
-            return Err(Error::Layout { vectors });
+        if slice.end > host.contexts.queues || slice.is_empty() {
+            return Err(Error::Layout {
+                vectors: slice.len() as u32,
+            });
         }
-        let pba_at = (vectors * 16).next_multiple_of(0x1000);
-        let layout = MsixLayout::new(vectors, BarRegion::parse(0)?, BarRegion::parse(pba_at)?, 0)?;
-        Ok(MediatedDevice {
+        Ok(ImsBackend {
+            budget: Budget {
+                limit: slice.len() as u32,
+                ..Budget::default()
+            },
             host,
             slice,
-            guest: GuestMsix::new(MsixEmulation::new(layout), record),
             queues: BTreeMap::new(),
             routes: RouteTable::default(),
+            enabled: false,
+            counters: Counters::default(),
+            log: record.then(Vec::new),
         })
     }
 
@@ -160,105 +193,289 @@ impl MediatedDevice {
         &self.host
     }
 
-    /// The host machine.
-    pub fn host_machine(&self) -> &Arc<HostMachine> {
-        &self.host.machine
+    /// Guest queues (the virtual function's vectors).
+    pub fn vectors(&self) -> u32 {
+        self.slice.len() as u32
     }
 
-    /// The guest's emulated MSI-X.
-    pub fn guest(&self) -> &MsixEmulation {
-        self.guest.emul()
+    /// What backs guest queue `queue`.
+    pub fn queue(&self, queue: u32) -> Option<QueueBacking> {
+        self.queues.get(&queue).copied()
     }
 
     /// The counters of interrupts raised and what became of them.
     pub fn counters(&self) -> Counters {
-        self.guest.counters
+        self.counters
     }
 
     /// Every injected (vector, message), when recording.
     pub fn injected(&self) -> &[(u32, Msg)] {
-        self.guest.injected()
+        self.log.as_deref().unwrap_or(&[])
     }
 
-    /// The guest's queues and their backing.
-    pub fn queues(&self) -> impl Iterator<Item = (u32, QueueBacking)> + '_ {
-        self.queues.iter().map(|(&q, &b)| (q, b))
+    fn backing(&self, queue: u32) -> Result<QueueBacking> {
+        self.queue(queue).ok_or(Error::NotBacked { index: queue })
     }
 
-    /// A guest read of the virtual MSI-X capability.
-    pub fn config_read(&self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        self.guest().config_read(offset, data)
-    }
-
-    /// A guest write to the virtual MSI-X capability.
-    pub fn config_write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let effect = self.guest.emul_mut().config_write(offset, data)?;
-        self.guest.settle(&effect);
-        Ok(())
-    }
-
-    /// A guest read of the virtual BAR (table or PBA).
-    pub fn mmio_read(&self, bar: Bar, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
-        self.guest().mmio_read(bar, offset, data)
-    }
-
-    /// A guest write to the virtual BAR (table or PBA).
-    pub fn mmio_write(&mut self, bar: Bar, offset: u64, data: &[u8]) -> Result<()> {
-        let effect = self.guest.emul_mut().mmio_write(bar, offset, data)?;
-        if let Effect::Entry(c) = effect {
-            if let (true, Some(b)) = (c.msg_changed, self.queues.get(&c.index)) {
-                self.routes.set_msg(b.irq, self.guest.emul().msg(c.index));
-            }
+    /// A message the accelerator sent arrives at the host and goes along its route.
+    fn arrive(&mut self, msg: &Msg) -> Option<Injection> {
+        match self.host.deliver(msg) {
+            Arrival::Handled(irq) => match self.routes.get(irq) {
+                Some(route) => {
+                    self.counters.injected += 1;
+                    if let Some(log) = &mut self.log {
+                        log.push((route.entry, route.msg));
+                    }
+                    return Some(Injection::Injected);
+                }
+                None => self.counters.spurious += 1,
+            },
+            Arrival::Blocked(_) => self.counters.blocked += 1,
+            Arrival::Spurious => self.counters.spurious += 1,
         }
-        self.guest.settle(&effect);
-        Ok(())
+        None
     }
 
-    /// The guest creates queue `queue`: a host queue and an IMS entry at any free index.
-    pub fn create_queue(&mut self, queue: u32) -> Result<QueueBacking> {
-        let queues = self.slice.len() as u32;
-        if queue >= queues {
+    /// The device side: the host queue behind guest queue `queue` completes work. `None`
+    /// when the interrupt never reached the guest (no queue, the guest's MSI-X disabled:
+    /// counted lost; blocked or spurious: counted so).
+    pub fn complete(&mut self, queue: u32) -> Result<Option<Injection>> {
+        if queue >= self.vectors() {
+            return Err(Error::NotBacked { index: queue });
+        }
+        self.counters.raised += 1;
+        if !self.enabled {
+            // The virtual function's MSI-X is disabled: it signals nothing, latches nothing.
+            self.counters.lost += 1;
+            return Ok(None);
+        }
+        Ok(match self.host.raise(self.slice.start + queue)? {
+            Raise::Sent(msg) => self.arrive(&msg),
+            Raise::Latched { coalesced: false } => Some(Injection::Latched),
+            Raise::Latched { coalesced: true } => {
+                self.counters.coalesced += 1;
+                Some(Injection::Coalesced)
+            }
+            Raise::Dropped => {
+                self.counters.lost += 1;
+                None
+            }
+        })
+    }
+}
+
+impl MsiBackend for ImsBackend {
+    fn back(&mut self, queue: u32, msg: Msg) -> Result<()> {
+        if queue >= self.vectors() || self.budget.in_use >= self.budget.limit {
             return Err(Error::Budget {
                 index: queue,
-                budget: queues,
-                in_use: self.queues.len() as u32,
+                budget: self.budget.limit,
+                in_use: self.budget.in_use,
             });
         }
         if self.queues.contains_key(&queue) {
-            return Err(Error::Queue {
-                queue,
-                exists: true,
-            });
+            return self.set_msg(queue, msg);
         }
         let host_queue = self.slice.start + queue;
         let (index, irq) = self.host.alloc(host_queue)?;
-        let backing = QueueBacking {
-            host_queue,
-            index,
-            irq,
-        };
-        self.queues.insert(queue, backing);
-        let msg = self.guest().msg(queue);
+        // Masked before the route is set and before anything can raise it (the model runs
+        // the device side on this thread only).
+        if let Err(e) = self.host.machine.sys().mask(irq) {
+            self.host.free(index)?;
+            return Err(e.into());
+        }
+        self.queues.insert(
+            queue,
+            QueueBacking {
+                host_queue,
+                index,
+                irq,
+            },
+        );
         self.routes.set(irq, Route { entry: queue, msg });
-        Ok(backing)
+        self.budget.in_use += 1;
+        self.budget.max_in_use = self.budget.max_in_use.max(self.budget.in_use);
+        Ok(())
     }
 
-    /// The guest destroys queue `queue`: its IMS entry is freed.
-    pub fn destroy_queue(&mut self, queue: u32) -> Result<()> {
-        let b = *self.queues.get(&queue).ok_or(Error::Queue {
-            queue,
-            exists: false,
-        })?;
+    fn set_msg(&mut self, queue: u32, msg: Msg) -> Result<()> {
+        let b = self.backing(queue)?;
+        self.routes.set_msg(b.irq, msg);
+        Ok(())
+    }
+
+    fn unmask(&mut self, queue: u32) -> Result<()> {
+        let b = self.backing(queue)?;
+        self.host.machine.sys().unmask(b.irq)?;
+        // The queue sends what it latched while masked, once.
+        if let Some(msg) = self.host.replay(b.host_queue)? {
+            self.arrive(&msg);
+        }
+        Ok(())
+    }
+
+    fn mask(&mut self, queue: u32) -> Result<()> {
+        let b = self.backing(queue)?;
+        Ok(self.host.machine.sys().mask(b.irq)?)
+    }
+
+    fn release(&mut self, queue: u32) -> Result<()> {
+        let b = self.backing(queue)?;
+        // A pending interrupt goes with the queue: count it, so the counters still add up.
+        if self.host.pending(b.host_queue) {
+            self.counters.lost += 1;
+        }
         self.host.free(b.index)?;
         self.routes.remove(b.irq);
         self.queues.remove(&queue);
+        self.budget.in_use -= 1;
         Ok(())
+    }
+
+    fn is_backed(&self, queue: u32) -> bool {
+        self.queues.contains_key(&queue)
+    }
+
+    fn pending(&self, queue: u32) -> bool {
+        self.queue(queue)
+            .is_some_and(|b| self.host.pending(b.host_queue))
+    }
+
+    fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn enable(&mut self, on: bool) -> Result<()> {
+        self.enabled = on;
+        Ok(())
+    }
+}
+
+/// The guest-visible virtual function of a mediated device over a backend (see the module
+/// docs, step 3): [`ImsBackend`] on the host model, `kvm::KvmMsix` on KVM.
+#[derive(Debug)]
+pub struct MediatedDevice<B = ImsBackend> {
+    virt: VirtMsix<B>,
+}
+
+impl MediatedDevice<ImsBackend> {
+    /// A virtual function over host queues `slice` of `host` (the host model): one guest
+    /// MSI-X vector per queue, the table at offset 0 of the virtual BAR0 and the PBA on the
+    /// next 4 KiB page.
+    pub fn new(host: HostAccelerator, slice: Range<u32>, record: bool) -> Result<Self> {
+        let vectors = slice.len() as u32;
+        MediatedDevice::over(ImsBackend::new(host, slice, record)?, vectors)
+    }
+
+    /// The physical accelerator.
+    pub fn host(&self) -> &HostAccelerator {
+        self.virt.backend().host()
+    }
+
+    /// The host machine.
+    pub fn host_machine(&self) -> &Arc<HostMachine> {
+        &self.host().machine
+    }
+
+    /// The counters of interrupts raised and what became of them.
+    pub fn counters(&self) -> Counters {
+        self.virt.backend().counters()
+    }
+
+    /// Every injected (vector, message), when recording.
+    pub fn injected(&self) -> &[(u32, Msg)] {
+        self.virt.backend().injected()
+    }
+
+    /// Interrupts held now: the pending bits of masked queues.
+    pub fn pending(&self) -> u64 {
+        self.queues()
+            .filter(|&q| self.virt.backend().pending(q))
+            .count() as u64
     }
 
     /// The device side: the host queue behind guest queue `queue` completes work.
     pub fn complete(&mut self, queue: u32) -> Result<Option<Injection>> {
-        let raise = self.host.raise(self.slice.start + queue)?;
-        let host = &self.host;
-        Ok(self.guest.raised(raise, |m| host.deliver(m), &self.routes))
+        self.virt.backend_mut().complete(queue)
+    }
+}
+
+impl<B: MsiBackend> MediatedDevice<B> {
+    /// A virtual function with `vectors` queues over `backend` (entry `q` is queue `q`).
+    pub fn over(backend: B, vectors: u32) -> Result<Self> {
+        let pba_at = (vectors * 16).next_multiple_of(0x1000);
+        let layout = MsixLayout::new(vectors, BarRegion::parse(0)?, BarRegion::parse(pba_at)?, 0)?;
+        Ok(MediatedDevice {
+            virt: VirtMsix::new(layout, backend, Strategy::Queues),
+        })
+    }
+
+    /// The virtual function's MSI-X over the backend.
+    pub fn virt(&self) -> &VirtMsix<B> {
+        &self.virt
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        self.virt.backend()
+    }
+
+    /// The backend, for the device side.
+    pub fn backend_mut(&mut self) -> &mut B {
+        self.virt.backend_mut()
+    }
+
+    /// The guest's emulated MSI-X.
+    pub fn guest(&self) -> &MsixEmulation {
+        self.virt.emul()
+    }
+
+    /// The guest's queues that exist (backed), in order.
+    pub fn queues(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.guest().layout().vectors).filter(|&q| self.virt.backend().is_backed(q))
+    }
+
+    /// A guest read of the virtual MSI-X capability.
+    pub fn config_read(&self, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        self.virt.config_read(offset, data)
+    }
+
+    /// A guest write to the virtual MSI-X capability.
+    pub fn config_write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.virt.config_write(offset, data)
+    }
+
+    /// A guest read of the virtual BAR (table or PBA); the PBA shows what masked queues hold.
+    pub fn mmio_read(&self, bar: Bar, offset: u64, data: &mut [u8]) -> Result<(), AccessError> {
+        self.virt.mmio_read(bar, offset, data)
+    }
+
+    /// A guest write to the virtual BAR (table or PBA).
+    pub fn mmio_write(&mut self, bar: Bar, offset: u64, data: &[u8]) -> Result<()> {
+        self.virt.mmio_write(bar, offset, data)
+    }
+
+    /// The guest creates queue `queue`: its interrupt gets host resources (refused with
+    /// [`Error::Budget`] past the virtual function's queues or the backend's budget, with
+    /// [`Error::Queue`] if it exists).
+    pub fn create_queue(&mut self, queue: u32) -> Result<()> {
+        let vectors = self.guest().layout().vectors;
+        if queue >= vectors {
+            return Err(Error::Budget {
+                index: queue,
+                budget: vectors,
+                in_use: self.virt.budget().in_use,
+            });
+        }
+        self.virt.back_entry(queue)
+    }
+
+    /// The guest destroys queue `queue`: its interrupt's host resources are released.
+    pub fn destroy_queue(&mut self, queue: u32) -> Result<()> {
+        self.virt.release_entry(queue)
     }
 }

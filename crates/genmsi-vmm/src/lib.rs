@@ -14,7 +14,8 @@
 //!   route table, emulated PBA, shrink policy, vector budget.
 //! - [`baseline`]: the old strategy, same traps: disable MSI-X, free everything, re-enable
 //!   with more vectors.
-//! - [`ims`]: a mediated device whose guest queues are backed by host IMS entries.
+//! - [`ims`]: a mediated device whose guest queues are backed, through the same seam, by host
+//!   IMS entries ([`ImsBackend`]) or, on KVM, by GSI routes and irqfds.
 //! - [`bench`](mod@bench): the same guest workload in both modes ([`bench::vfio_grow`]).
 //! - [`backend`]: the seam to the host side of a guest's entries ([`MsiBackend`]: back, update
 //!   the message, mask, unmask, release, budget), and [`virt`]: [`VirtMsix`], the emulation
@@ -70,7 +71,7 @@ pub use backend::{Budget, MsiBackend};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
-pub use ims::{HostAccelerator, MediatedDevice};
+pub use ims::{HostAccelerator, ImsBackend, MediatedDevice, QueueBacking};
 pub use model_backend::{ModelBackend, ModelRaise};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};
 pub use passthrough::{Mode, PassthroughConfig, PassthroughMsix, UnmaskStats};

@@ -15,6 +15,11 @@
 //! 4. **Message** change of a backed entry: [`MsiBackend::set_msg`].
 //! 5. **Disable** or [`VirtMsix::unplug`]: every entry is released.
 //! 6. **Shrink** ([`VirtMsix::shrink`]): masked entries that hold nothing are released.
+//! 7. [`Strategy::Queues`] (IMS for a mediated device): an entry has host resources while the
+//!    device's source behind it exists ([`VirtMsix::back_entry`] when the guest creates the
+//!    queue, [`VirtMsix::release_entry`] when it destroys it), not at unmask; unmask and mask
+//!    only let a backed entry deliver or hold. A guest disable masks every backed entry and
+//!    keeps it: the queues outlive the guest's MSI-X Enable.
 //!
 //! Batched changes are committed once per trapped access.
 
@@ -35,6 +40,9 @@ pub enum Strategy {
     Eager,
     /// A block `0..n`, grown by disabling, releasing all and re-enabling with more.
     Baseline,
+    /// IMS: exactly the entries whose source (a device queue) exists, backed when it is
+    /// created and released when it is destroyed (see the module docs, step 7).
+    Queues,
 }
 
 /// Host work done for the guest's unmasks.
@@ -173,7 +181,11 @@ impl<B: MsiBackend> VirtMsix<B> {
                 }
             }
             Effect::Control { before, after } if before.enabled() && !after.enabled() => {
-                self.backend.enable(false).and_then(|()| self.release_all())
+                let r = self.backend.enable(false);
+                match self.strategy {
+                    Strategy::Queues => r.and_then(|()| self.mask_all()),
+                    _ => r.and_then(|()| self.release_all()),
+                }
             }
             Effect::Control { before, .. } => {
                 let enabled = !before.enabled();
@@ -209,7 +221,7 @@ impl<B: MsiBackend> VirtMsix<B> {
     /// MSI-X Enable was set.
     fn enabled(&mut self) -> Result<()> {
         match self.strategy {
-            Strategy::OnDemand => Ok(()),
+            Strategy::OnDemand | Strategy::Queues => Ok(()),
             Strategy::Eager => {
                 for i in 0..self.emul.layout().vectors {
                     self.backend.back(i, self.emul.msg(i))?;
@@ -261,6 +273,15 @@ impl<B: MsiBackend> VirtMsix<B> {
                     self.backend.unmask(i)?;
                 }
                 refused
+            }
+            // Only what a queue backs delivers; a live entry without one has no source.
+            Strategy::Queues => {
+                let backed: Vec<u32> = live
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.backend.is_backed(i))
+                    .collect();
+                self.unmask_live(backed.into_iter())
             }
             Strategy::Baseline => {
                 let top = live.iter().copied().max().unwrap_or(0);
@@ -318,6 +339,14 @@ impl<B: MsiBackend> VirtMsix<B> {
         Ok(())
     }
 
+    /// Masks every backed entry (a queue's interrupt while the guest has MSI-X disabled).
+    fn mask_all(&mut self) -> Result<()> {
+        for i in 0..self.emul.layout().vectors {
+            self.mask(i)?;
+        }
+        Ok(())
+    }
+
     /// Releases every backed entry.
     fn release_all(&mut self) -> Result<()> {
         for i in 0..self.emul.layout().vectors {
@@ -330,9 +359,10 @@ impl<B: MsiBackend> VirtMsix<B> {
     }
 
     /// Releases the backed entries the guest has masked that hold no interrupt; returns how
-    /// many. Not in the baseline, whose block is all or nothing.
+    /// many. Not in the baseline, whose block is all or nothing, nor with [`Strategy::Queues`],
+    /// where an entry is backed exactly while its queue exists.
     pub fn shrink(&mut self) -> Result<u32> {
-        if self.strategy == Strategy::Baseline {
+        if matches!(self.strategy, Strategy::Baseline | Strategy::Queues) {
             return Ok(0);
         }
         let mut released = 0;
@@ -362,6 +392,48 @@ impl<B: MsiBackend> VirtMsix<B> {
     pub fn release(&mut self) -> Result<()> {
         self.release_all()?;
         self.backend.commit()
+    }
+
+    /// [`Strategy::Queues`]: the source behind entry `index` (a queue) was created; the
+    /// entry gets host resources with the guest's message, and delivers if the guest has it
+    /// live. Refused with nothing held if it is backed already
+    /// ([`Error::Queue`]), beyond the table, or beyond the backend's budget.
+    pub fn back_entry(&mut self, index: u32) -> Result<()> {
+        if self.strategy != Strategy::Queues {
+            return Err(Error::NotQueues {
+                strategy: self.strategy,
+            });
+        }
+        if self.backend.is_backed(index) {
+            return Err(Error::Queue {
+                queue: index,
+                exists: true,
+            });
+        }
+        let backed = self.backend.back(index, self.emul.msg(index));
+        let result = match backed {
+            Ok(()) if self.emul.is_live(index) => self.unmasked(&[index]),
+            other => other,
+        };
+        result.and(self.backend.commit())
+    }
+
+    /// [`Strategy::Queues`]: the queue behind entry `index` was destroyed; its host resources
+    /// go (an interrupt it held goes with the queue). [`Error::Queue`] if it had none.
+    pub fn release_entry(&mut self, index: u32) -> Result<()> {
+        if self.strategy != Strategy::Queues {
+            return Err(Error::NotQueues {
+                strategy: self.strategy,
+            });
+        }
+        if !self.backend.is_backed(index) {
+            return Err(Error::Queue {
+                queue: index,
+                exists: false,
+            });
+        }
+        let result = self.backend.release(index);
+        result.and(self.backend.commit())
     }
 
     /// The function goes away: every entry is released; the backend is handed back.
