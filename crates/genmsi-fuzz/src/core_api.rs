@@ -358,17 +358,16 @@ fn apply(s: &Stack, m: &mut Model, call: &Call) {
             let reachable = m.online.iter().any(|&c| mask.contains(c));
             let got = s.sys.set_affinity(irq, &mask);
             let state = m.devs[n][&i];
-            if !reachable {
-                assert_eq!(got, Err(Error::EmptyAffinity), "{call:?}");
+            let want = if !reachable {
+                Err(Error::EmptyAffinity)
             } else if state.active {
-                assert_eq!(got, Ok(()), "{call:?}");
+                // 4 CPUs of about 200 free vectors each: a move always finds one.
+                Ok(())
             } else {
-                // An inactive irq only records where it goes when activated.
-                assert!(
-                    matches!(got, Ok(()) | Err(Error::NotActive(_))),
-                    "{call:?}: {got:?}"
-                );
-            }
+                // An inactive irq holds no vector to move.
+                Err(Error::NotActive(irq))
+            };
+            assert_eq!(got, want, "{call:?}");
         }
         Call::Mask { dev, index } | Call::Unmask { dev, index } => {
             let (n, i) = (d(dev), u32::from(index) % INDICES);
