@@ -157,9 +157,11 @@ pub struct HostMachine {
 }
 
 impl HostMachine {
-    /// A machine of `config.cpus` CPUs.
+    /// A machine of `config.cpus` CPUs; refused ([`genmsi::Error::InvalidConfig`]) beyond
+    /// the core's limits ([`genmsi::MAX_CPUS`]). A remapping table is clamped at
+    /// [`genmsi_x86::MAX_IRTES`] entries.
     pub fn new(config: MachineConfig) -> Result<Self> {
-        let sys = IrqSystem::new(SystemConfig::new(config.cpus, 1 << 16));
+        let sys = IrqSystem::try_new(SystemConfig::new(config.cpus, 1 << 16))?;
         let vd = VectorDomain::new(config.cpus);
         let vectors = vd.table();
         let root = sys.add_domain(Box::new(vd), None)?;

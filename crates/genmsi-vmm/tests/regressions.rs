@@ -106,3 +106,31 @@ fn an_interrupt_of_a_freed_irq_is_never_the_next_owners() {
         assert_eq!(machine.sys().table().count(new), 1);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// A host machine of any size: built, or refused with the core's typed error beyond
+    /// MAX_CPUS (it aborted on allocation with 2^32 - 1 CPUs); an IRTE count past VT-d's
+    /// largest table is clamped.
+    #[test]
+    fn a_host_machine_of_any_size_is_built_or_refused(
+        cpus in proptest::prop_oneof![0u32..64, proptest::prelude::Just(u32::MAX), proptest::prelude::Just(genmsi::MAX_CPUS + 1)],
+        irtes in proptest::option::of(proptest::prop_oneof![0u32..512, proptest::prelude::Just(u32::MAX)]),
+    ) {
+        match HostMachine::new(MachineConfig { cpus, irtes }) {
+            Ok(m) => {
+                proptest::prop_assert!((1..=genmsi::MAX_CPUS).contains(&cpus));
+                proptest::prop_assert_eq!(m.sys().online_cpus().weight(), cpus);
+            }
+            Err(e) => {
+                proptest::prop_assert!(cpus == 0 || cpus > genmsi::MAX_CPUS);
+                proptest::prop_assert!(
+                    matches!(e, Error::Host(genmsi::Error::InvalidConfig { .. })),
+                    "{:?}",
+                    e
+                );
+            }
+        }
+    }
+}
