@@ -3,7 +3,7 @@
 //! at every constructor and entry point. Each call returns a typed result; after any sequence
 //! of calls, freeing everything leaves no irq, vector or number behind.
 
-use genmsi::soft::{MemStore, SoftRoot};
+use genmsi::soft::{MemStore, SoftRemap, SoftRoot, MAX_SOFT_ENTRIES};
 use genmsi::*;
 use proptest::prelude::*;
 
@@ -68,6 +68,24 @@ proptest! {
         prop_assert_eq!(clamped.check(), Ok(()));
         prop_assert_eq!(sys.online_cpus().weight(), clamped.nr_cpus);
         prop_assert!(sys.table().capacity() >= clamped.max_irqs);
+    }
+
+}
+
+proptest! {
+    // Few cases: a clamped part still holds up to 1 Mi entries.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The software parts of any size are clamped at their documented limits.
+    #[test]
+    fn soft_parts_take_any_size(n in num(), per_cpu in num()) {
+        let root = SoftRoot::new(n, per_cpu);
+        prop_assert_eq!(root.used().len() as u32, n.min(MAX_CPUS));
+        let remap = SoftRemap::new(n);
+        prop_assert_eq!(remap.free_entries(), n.min(MAX_SOFT_ENTRIES));
+        let store = MemStore::new(StoreCaps::dynamic(n));
+        prop_assert_eq!(store.slots().len() as u32, n.min(MAX_SOFT_ENTRIES));
+        prop_assert_eq!(store.caps().max_index, n.min(MAX_SOFT_ENTRIES));
     }
 }
 
