@@ -246,6 +246,12 @@ fn apply(sys: &IrqSystem, dev: DeviceId, call: &Call) {
             let _ = sys.with_store(device, D, |_: &mut MemStore| ());
             let store = Box::new(MemStore::new(StoreCaps::dynamic(4)));
             let _ = sys.create_device_domain(device, D, store, domain);
+            let child = Box::new(SoftRoot::new(1, 1));
+            assert_eq!(
+                sys.add_domain(child, Some(domain)).err(),
+                Some(Error::UnknownDomain(domain))
+            );
+            let _ = sys.dump();
         }
     }
 }
