@@ -111,7 +111,7 @@ struct Dev {
 }
 
 /// Root vectors per CPU in the model test's machine.
-const PER_CPU: u32 = 3;
+const PER_CPU: u32 = 2;
 
 /// Root vectors in use per CPU, as the model has them.
 fn used(devs: &[Dev]) -> Vec<u32> {
@@ -227,8 +227,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn allocation_api_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        // 3 vectors per CPU on 8 CPUs for 56 indices: vectors run out in most runs.
+    fn allocation_api_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {
+        // 2 vectors per CPU on 8 CPUs for 56 indices: an allocation runs out of vectors in
+        // about a fifth of the runs (42 of 201 when counted), and moves meet full CPUs.
         let m = Machine::new(PER_CPU, 64);
         let initial = m.snapshot(&[]);
         let mut devs = vec![
