@@ -201,12 +201,29 @@ pub fn run(data: &[u8]) {
     let calls: Vec<Call> = u.arbitrary_take_rest_iter().map_or(Vec::new(), |it| {
         it.take(48).filter_map(Result::ok).collect()
     });
+    check(soft_mask, &calls);
+}
+
+/// The harness on calls decoded one per chunk (a chunk too short for a call is skipped):
+/// for generators that shape each call, such as the core's model test, which draws indices
+/// from a few values so that calls meet on the same irq.
+pub fn run_chunks<'a>(soft_mask: bool, chunks: impl IntoIterator<Item = &'a [u8]>) {
+    let calls: Vec<Call> = chunks
+        .into_iter()
+        .filter_map(|c| Call::arbitrary(&mut Unstructured::new(c)).ok())
+        .collect();
+    check(soft_mask, &calls);
+}
+
+/// Applies `calls` on a fresh stack, checking it against the model after each, then frees
+/// everything and checks that nothing leaked.
+fn check(soft_mask: bool, calls: &[Call]) {
     let s = Stack::new(soft_mask);
     let mut m = Model {
         online: (0..CPUS).collect(),
         ..Model::default()
     };
-    for call in &calls {
+    for call in calls {
         apply(&s, &mut m, call);
         s.check(&m, call);
     }
@@ -358,17 +375,16 @@ fn apply(s: &Stack, m: &mut Model, call: &Call) {
             let reachable = m.online.iter().any(|&c| mask.contains(c));
             let got = s.sys.set_affinity(irq, &mask);
             let state = m.devs[n][&i];
-            if !reachable {
-                assert_eq!(got, Err(Error::EmptyAffinity), "{call:?}");
+            let want = if !reachable {
+                Err(Error::EmptyAffinity)
             } else if state.active {
-                assert_eq!(got, Ok(()), "{call:?}");
+                // 4 CPUs of about 200 free vectors each: a move always finds one.
+                Ok(())
             } else {
-                // An inactive irq only records where it goes when activated.
-                assert!(
-                    matches!(got, Ok(()) | Err(Error::NotActive(_))),
-                    "{call:?}: {got:?}"
-                );
-            }
+                // An inactive irq holds no vector to move.
+                Err(Error::NotActive(irq))
+            };
+            assert_eq!(got, want, "{call:?}");
         }
         Call::Mask { dev, index } | Call::Unmask { dev, index } => {
             let (n, i) = (d(dev), u32::from(index) % INDICES);

@@ -37,13 +37,15 @@ mod field {
 }
 
 impl PciAddress {
-    /// `bus:device.function`; panics (at compile time in const context) unless
-    /// `device < 32` and `function < 8`.
+    /// `bus:device.function`, with `device` and `function` cut to the widths of their
+    /// fields (5 and 3 bits), as a requester id holds them; [`PciAddress::try_new`] refuses
+    /// numbers that do not fit instead.
     pub const fn new(bus: u8, device: u8, function: u8) -> Self {
-        match Self::try_new(bus, device, function) {
-            Ok(a) => a,
-            Err(_) => panic!("a PCI device number is 0..32 and a function number 0..8"),
-        }
+        PciAddress(
+            (bus as u16) << field::BUS_SHIFT
+                | ((device & field::DEVICE_MASK) as u16) << field::DEVICE_SHIFT
+                | (function & field::FUNCTION_MASK) as u16,
+        )
     }
 
     /// `bus:device.function`, or the bad device and function numbers back.

@@ -13,7 +13,7 @@
 
 use crate::error::Result;
 use crate::guest::{Route, RouteTable};
-use genmsi::{AllocOpts, Delivery, DomainId, Irq, IrqSystem, Msg, SystemConfig};
+use genmsi::{AllocOpts, Delivery, DomainId, Irq, IrqRef, IrqSystem, Msg, SystemConfig};
 use genmsi_pci::config::header;
 use genmsi_pci::msix::MsixCap;
 use genmsi_pci::{
@@ -157,9 +157,11 @@ pub struct HostMachine {
 }
 
 impl HostMachine {
-    /// A machine of `config.cpus` CPUs.
+    /// A machine of `config.cpus` CPUs; refused ([`genmsi::Error::InvalidConfig`]) beyond
+    /// the core's limits ([`genmsi::MAX_CPUS`]). A remapping table is clamped at
+    /// [`genmsi_x86::MAX_IRTES`] entries.
     pub fn new(config: MachineConfig) -> Result<Self> {
-        let sys = IrqSystem::new(SystemConfig::new(config.cpus, 1 << 16));
+        let sys = IrqSystem::try_new(SystemConfig::new(config.cpus, 1 << 16))?;
         let vd = VectorDomain::new(config.cpus);
         let vectors = vd.table();
         let root = sys.add_domain(Box::new(vd), None)?;
@@ -191,28 +193,57 @@ impl HostMachine {
         self.parent
     }
 
-    /// The CPU side: a message written by requester `rid` arrives.
+    /// The CPU side: a message written by requester `rid` arrives. [`HostMachine::accept`]
+    /// then [`HostMachine::handle`].
     pub fn deliver(&self, msg: &Msg, rid: u16) -> Arrival {
-        let target = match &self.remapping {
+        match self.accept(msg, rid) {
+            Ok(accepted) => self.handle(accepted),
+            Err(arrival) => arrival,
+        }
+    }
+
+    /// The first half of a delivery: the remapping unit (if any) translates the write and the
+    /// vector table names the irq allocation it was meant for. `Err` is the final outcome of a
+    /// write that names no irq (blocked, or spurious).
+    pub fn accept(&self, msg: &Msg, rid: u16) -> std::result::Result<Accepted, Arrival> {
+        let (cpu, vector) = match &self.remapping {
             Some(r) => {
                 let mut unit = r.unit.lock().unwrap_or_else(|e| e.into_inner());
                 match unit.translate(msg, rid, &r.table) {
                     Ok(t) => (t.dest, t.vector),
-                    Err(reason) => return Arrival::Blocked(reason),
+                    Err(reason) => return Err(Arrival::Blocked(reason)),
                 }
             }
             None => match MsiFormat::parse(msg) {
                 Ok(MsiFormat::Compat(c)) => (c.dest, c.vector),
-                _ => return Arrival::Spurious,
+                _ => return Err(Arrival::Spurious),
             },
         };
-        match self.vectors.lookup(target.0, target.1) {
-            Some(irq) if self.sys.handle(irq, target.0) == Delivery::Handled => {
-                Arrival::Handled(irq)
-            }
-            _ => Arrival::Spurious,
+        match self.vectors.lookup_ref(cpu, vector) {
+            Some(irq) => Ok(Accepted { irq, cpu }),
+            None => Err(Arrival::Spurious),
         }
     }
+
+    /// The second half of a delivery: the allocation the vector named is handled on its CPU.
+    /// If that allocation was freed since [`HostMachine::accept`] (its number possibly reused
+    /// by another device), the interrupt is stale: spurious, never the new owner's.
+    pub fn handle(&self, accepted: Accepted) -> Arrival {
+        match self.sys.handle_ref(accepted.irq, accepted.cpu) {
+            Delivery::Handled => Arrival::Handled(accepted.irq.irq),
+            Delivery::Latched | Delivery::Spurious | Delivery::Stale => Arrival::Spurious,
+        }
+    }
+}
+
+/// A message accepted by the CPU side, not yet handled: the irq allocation its vector maps
+/// and the CPU it arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The allocation (number and generation) the vector table mapped.
+    pub irq: IrqRef,
+    /// The CPU the interrupt arrived on.
+    pub cpu: u32,
 }
 
 /// What the device did when it raised one of its MSI-X vectors.

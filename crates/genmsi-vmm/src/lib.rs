@@ -70,7 +70,7 @@ pub mod virt;
 pub use backend::{Budget, MsiBackend};
 pub use error::{AccessError, Error, Region, Result};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
-pub use host::{Arrival, HostMachine, HostNic, MachineConfig, Raise};
+pub use host::{Accepted, Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, ImsBackend, MediatedDevice, QueueBacking};
 pub use model_backend::{ModelBackend, ModelRaise};
 pub use msix_emul::{Effect, EntryChange, MsixEmulation, MsixLayout};

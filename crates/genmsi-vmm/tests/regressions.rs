@@ -72,3 +72,65 @@ fn entry_zero_latched_before_a_re_enable_is_delivered() {
     assert_eq!(v.pending(), 0);
     assert!(v.counters().balanced(v.pending()));
 }
+
+/// The host delivered by irq number (`lookup` + `handle`): an interrupt accepted by the CPU
+/// side before its irq was freed, and handled after another device got the same number,
+/// counted for that device. It is now handled through the allocation the vector mapped and
+/// comes out stale (spurious), with the number's new owner untouched.
+#[test]
+fn an_interrupt_of_a_freed_irq_is_never_the_next_owners() {
+    for irtes in [None, Some(256)] {
+        let machine = Arc::new(HostMachine::new(MachineConfig { cpus: 4, irtes }).unwrap());
+        let mut a = HostNic::new(machine.clone(), PciAddress::new(0x3A, 0, 0), 8).unwrap();
+        let mut b = HostNic::new(machine.clone(), PciAddress::new(0x3B, 0, 0), 8).unwrap();
+        let old = a.enable(2, true).unwrap()[1];
+        b.enable(1, true).unwrap();
+        let Raise::Sent(msg) = a.raise(1).unwrap() else {
+            panic!("vector 1 of the first device is live")
+        };
+        let accepted = machine
+            .accept(&msg, a.pci().address.requester_id())
+            .expect("the write names an irq");
+        assert_eq!(accepted.irq.irq, old);
+        // Freed while the interrupt is between the vector table and the handler; the number
+        // goes to the other device at once (lowest free first).
+        a.free(1).unwrap();
+        let new = b.alloc_at(1).unwrap();
+        assert_eq!(new, old, "the number is reused: the window is real");
+        assert_eq!(machine.handle(accepted), Arrival::Spurious, "{irtes:?}");
+        assert_eq!(machine.sys().table().count(new), 0, "{irtes:?}");
+        let Raise::Sent(msg) = b.raise(1).unwrap() else {
+            panic!("vector 1 of the second device is live")
+        };
+        assert_eq!(b.deliver(&msg), Arrival::Handled(new));
+        assert_eq!(machine.sys().table().count(new), 1);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// A host machine of any size: built, or refused with the core's typed error beyond
+    /// MAX_CPUS (it aborted on allocation with 2^32 - 1 CPUs); an IRTE count past VT-d's
+    /// largest table is clamped.
+    #[test]
+    fn a_host_machine_of_any_size_is_built_or_refused(
+        cpus in proptest::prop_oneof![0u32..64, proptest::prelude::Just(u32::MAX), proptest::prelude::Just(genmsi::MAX_CPUS + 1)],
+        irtes in proptest::option::of(proptest::prop_oneof![0u32..512, proptest::prelude::Just(u32::MAX)]),
+    ) {
+        match HostMachine::new(MachineConfig { cpus, irtes }) {
+            Ok(m) => {
+                proptest::prop_assert!((1..=genmsi::MAX_CPUS).contains(&cpus));
+                proptest::prop_assert_eq!(m.sys().online_cpus().weight(), cpus);
+            }
+            Err(e) => {
+                proptest::prop_assert!(cpus == 0 || cpus > genmsi::MAX_CPUS);
+                proptest::prop_assert!(
+                    matches!(e, Error::Host(genmsi::Error::InvalidConfig { .. })),
+                    "{:?}",
+                    e
+                );
+            }
+        }
+    }
+}

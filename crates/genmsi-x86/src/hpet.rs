@@ -151,15 +151,26 @@ impl HpetModel {
         HpetModel { regs }
     }
 
-    /// The FSB route of timer `n` as (address, data).
+    /// The FSB route of timer `n` as (address, data); zero past the model's timers (a
+    /// register that does not exist reads as zero, as through [`HpetRegs::read64`]).
     pub fn route(&self, n: u32) -> (u32, u32) {
-        let v = self.regs[(field::fsb_route(n) / 8) as usize];
+        let v = self.reg(0x110, n);
         ((v >> 32) as u32, v as u32)
     }
 
-    /// Timer `n`'s configuration register.
+    /// Timer `n`'s configuration register; zero past the model's timers.
     pub fn config(&self, n: u32) -> u64 {
-        self.regs[(field::config(n) / 8) as usize]
+        self.reg(0x100, n)
+    }
+
+    /// The register at `base + 0x20 n` (without overflow for any `n`).
+    fn reg(&self, base: u64, n: u32) -> u64 {
+        let offset = base + 0x20 * u64::from(n);
+        usize::try_from(offset / 8)
+            .ok()
+            .and_then(|i| self.regs.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The message timer `n` sends when it fires, if enabled for FSB delivery.

@@ -259,10 +259,14 @@ impl<R: IoApicRegs> IoApicStore<R> {
         Ok(())
     }
 
-    /// The raw entry of `pin`.
-    pub fn read_rte(&mut self, pin: u32) -> u64 {
+    /// The raw entry of `pin`, or [`Error::IndexOutOfRange`] past the IO-APIC's pins.
+    pub fn read_rte(&mut self, pin: u32) -> Result<u64> {
+        let limit = self.pins.len() as u32;
+        if pin >= limit {
+            return Err(Error::IndexOutOfRange { index: pin, limit });
+        }
         let reg = field::RTE_BASE + 2 * pin as u8;
-        u64::from(self.regs.read(reg)) | u64::from(self.regs.read(reg + 1)) << 32
+        Ok(u64::from(self.regs.read(reg)) | u64::from(self.regs.read(reg + 1)) << 32)
     }
 
     /// Writes an entry: the high half first, so the low half (with mask and vector) completes
@@ -286,8 +290,7 @@ impl<R: IoApicRegs> IoApicStore<R> {
     }
 
     fn set_mask(&mut self, pin: u32, masked: bool) -> Result<()> {
-        self.pin(pin)?;
-        let v = self.read_rte(pin);
+        let v = self.read_rte(pin)?;
         let v = if masked {
             v | field::MASK
         } else {
@@ -316,7 +319,7 @@ impl<R: IoApicRegs + 'static> MsgStore for IoApicStore<R> {
 
     fn write_msg(&mut self, index: u32, msg: &Msg) -> Result<()> {
         let pin = self.pin(index)?;
-        let masked = self.read_rte(index) & field::MASK != 0;
+        let masked = self.read_rte(index)? & field::MASK != 0;
         let bad = |reason| Error::Store { index, reason };
         let rte = if *msg == Msg::ZERO {
             field::MASK
@@ -377,10 +380,12 @@ impl IoApicModel {
         IoApicModel { regs }
     }
 
-    /// The raw entry of `pin`.
+    /// The raw entry of `pin`; zero past the model's pins (a register that does not exist
+    /// reads as zero, as through [`IoApicRegs::read`]).
     pub fn rte(&self, pin: u32) -> u64 {
         let r = usize::from(field::RTE_BASE) + 2 * pin as usize;
-        u64::from(self.regs[r]) | u64::from(self.regs[r + 1]) << 32
+        let reg = |r: usize| u64::from(self.regs.get(r).copied().unwrap_or(0));
+        reg(r) | reg(r + 1) << 32
     }
 }
 
@@ -470,17 +475,17 @@ mod tests {
         assert_eq!(s.caps().max_index, 24);
         s.set_pin(20, PinConfig::LEVEL_LOW).unwrap();
         assert!(s.is_level(20) && !s.is_level(3));
-        assert_eq!(s.read_rte(20), field::MASK, "pins start masked");
+        assert_eq!(s.read_rte(20).unwrap(), field::MASK, "pins start masked");
         s.write_msg(20, &Msg::new(0xFEE0_2000, 0x31)).unwrap();
         assert_eq!(
-            s.read_rte(20),
+            s.read_rte(20).unwrap(),
             0x0200_0000_0001_A031,
             "written masked, wiring from the pin"
         );
         s.unmask(20).unwrap();
-        assert_eq!(s.read_rte(20), 0x0200_0000_0000_A031);
+        assert_eq!(s.read_rte(20).unwrap(), 0x0200_0000_0000_A031);
         s.write_msg(20, &Msg::ZERO).unwrap();
-        assert_eq!(s.read_rte(20), field::MASK);
+        assert_eq!(s.read_rte(20).unwrap(), field::MASK);
         assert!(s.write_msg(24, &Msg::new(0xFEE0_0000, 0x31)).is_err());
         assert!(s.write_msg(1, &Msg::new(0x1000, 0)).is_err());
         assert!(s.set_pin(99, PinConfig::EDGE_HIGH).is_err());

@@ -60,5 +60,7 @@ pub use hpet::{HpetRegs, HpetStore};
 pub use ioapic::{IoApicRegs, IoApicStore, PinConfig};
 pub use irte::{FaultReason, InvDescriptor, Irte};
 pub use matrix::{MatrixError, VectorMatrix};
-pub use remap::{Invalidate, IrDomain, IrUnit, IrteIndexOutOfRange, IrteTable, SharedIrteTable};
+pub use remap::{
+    Invalidate, IrDomain, IrUnit, IrteIndexOutOfRange, IrteTable, SharedIrteTable, MAX_IRTES,
+};
 pub use vector::{CleanupReport, Target, VectorDomain, VectorTable};

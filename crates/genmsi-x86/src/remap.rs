@@ -57,11 +57,15 @@ pub trait Invalidate: Send {
 #[derive(Clone, Debug)]
 pub struct SharedIrteTable(Arc<[AtomicU64]>);
 
+/// The most entries an interrupt remapping table can have: 2^(S+1) for the largest size
+/// field S = 15 of the IRTA register (VT-d 11.4.6.2), the reach of a 16-bit handle.
+pub const MAX_IRTES: u32 = 1 << 16;
+
 impl SharedIrteTable {
-    /// A table of `entries` zeroed entries.
+    /// A table of `entries` zeroed entries, clamped at [`MAX_IRTES`].
     pub fn new(entries: u32) -> Self {
         SharedIrteTable(
-            (0..entries as usize * 2)
+            (0..entries.min(MAX_IRTES) as usize * 2)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         )

@@ -173,13 +173,16 @@ pub struct VectorDomain {
 }
 
 impl VectorDomain {
-    /// `nr_cpus` CPUs whose APIC ids equal their CPU numbers.
+    /// `nr_cpus` CPUs whose APIC ids equal their CPU numbers, clamped at
+    /// [`MAX_CPUS`](genmsi::MAX_CPUS) (no mask can name more).
     pub fn new(nr_cpus: u32) -> Self {
-        Self::with_apic_ids((0..nr_cpus).map(ApicId).collect())
+        Self::with_apic_ids((0..nr_cpus.min(genmsi::MAX_CPUS)).map(ApicId).collect())
     }
 
-    /// CPUs `0..apic_ids.len()` with the given APIC ids.
-    pub fn with_apic_ids(apic_ids: Vec<ApicId>) -> Self {
+    /// CPUs `0..apic_ids.len()` with the given APIC ids; ids past
+    /// [`MAX_CPUS`](genmsi::MAX_CPUS) are dropped (no mask can name those CPUs).
+    pub fn with_apic_ids(mut apic_ids: Vec<ApicId>) -> Self {
+        apic_ids.truncate(genmsi::MAX_CPUS as usize);
         let n = apic_ids.len() as u32;
         VectorDomain {
             matrix: VectorMatrix::new(n),

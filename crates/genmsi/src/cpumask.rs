@@ -35,17 +35,19 @@ impl CpuMask {
         CpuMask(Repr::Empty)
     }
 
-    /// The mask naming only `cpu`.
-    ///
-    /// # Panics
-    /// In const context, or on `cpu >= MAX_CPUS` (a programmer error; use [`CpuMask::try_single`]
-    /// for numbers that come from outside).
+    /// The mask naming only `cpu`; empty when `cpu` is not below [`MAX_CPUS`] (like
+    /// [`CpuMask::with`] and [`CpuMask::from_cpus`], which leave such numbers out), so an
+    /// affinity built from it is refused as empty rather than naming a CPU that cannot exist.
+    /// [`CpuMask::try_single`] tells the two apart.
     pub const fn single(cpu: u32) -> Self {
-        assert!(cpu < MAX_CPUS, "cpu number beyond MAX_CPUS");
-        CpuMask(Repr::Range {
-            first: cpu,
-            last: cpu,
-        })
+        if cpu < MAX_CPUS {
+            CpuMask(Repr::Range {
+                first: cpu,
+                last: cpu,
+            })
+        } else {
+            Self::empty()
+        }
     }
 
     /// The mask naming only `cpu`, or `None` when `cpu` is not below [`MAX_CPUS`].

@@ -99,6 +99,12 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A configuration beyond the documented limits (a system of zero CPUs, or more CPUs,
+    /// irqs or handlers than the core can hold).
+    InvalidConfig {
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// The message store refused (a hardware access failed, or its state forbids it).
     Store {
         /// The store index concerned.
@@ -145,6 +151,7 @@ impl fmt::Display for Error {
             }
             Error::NoHandlerSlots => f.write_str("the handler registry is full"),
             Error::Domain { domain, reason } => write!(f, "domain {domain}: {reason}"),
+            Error::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
             Error::Store { index, reason } => write!(f, "store index {index}: {reason}"),
         }
     }

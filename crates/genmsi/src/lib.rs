@@ -95,5 +95,7 @@ pub use error::{Error, Result, Unsupported};
 pub use irq::Irq;
 pub use msg::Msg;
 pub use store::{MsgStore, StoreCaps};
-pub use system::{AllocOpts, IrqInfo, IrqSystem, OfflineReport, Stats, SystemConfig};
+pub use system::{
+    AllocOpts, IrqInfo, IrqSystem, OfflineReport, Stats, SystemConfig, MAX_HANDLERS, MAX_IRQS,
+};
 pub use table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};

@@ -17,6 +17,10 @@ pub const SOFT_ROOT_BASE: u64 = 0xF000_0000;
 /// Base of the addresses [`SoftRemap`] composes: `SOFT_REMAP_BASE | entry << 4`.
 pub const SOFT_REMAP_BASE: u64 = 0xE000_0000;
 
+/// The most entries a [`SoftRemap`] table, and the most slots a [`MemStore`], can have: 1 Mi
+/// (these parts hold every entry in memory up front).
+pub const MAX_SOFT_ENTRIES: u32 = 1 << 20;
+
 /// Which calls of a software domain fail.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
@@ -56,8 +60,10 @@ pub struct SoftRoot {
 }
 
 impl SoftRoot {
-    /// `nr_cpus` CPUs with `per_cpu` vectors each.
+    /// `nr_cpus` CPUs (clamped at [`MAX_CPUS`](crate::MAX_CPUS), the reach of the CPU field
+    /// of its messages) with `per_cpu` vectors each.
     pub fn new(nr_cpus: u32, per_cpu: u32) -> Self {
+        let nr_cpus = nr_cpus.min(crate::MAX_CPUS);
         SoftRoot {
             per_cpu,
             used: alloc::vec![0; nr_cpus as usize],
@@ -210,8 +216,9 @@ pub struct SoftRemap {
 pub const SOFT_REMAP_PRESENT: u64 = 1 << 63;
 
 impl SoftRemap {
-    /// A table of `entries` entries.
+    /// A table of `entries` entries, clamped at [`MAX_SOFT_ENTRIES`].
     pub fn new(entries: u32) -> Self {
+        let entries = entries.min(MAX_SOFT_ENTRIES);
         SoftRemap {
             entries: RangeAllocator::new(entries),
             irqs: BTreeMap::new(),
@@ -383,8 +390,13 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// A store with `caps`, every slot zero and masked.
+    /// A store with `caps` (`max_index` clamped at [`MAX_SOFT_ENTRIES`]), every slot zero and
+    /// masked.
     pub fn new(caps: StoreCaps) -> Self {
+        let caps = StoreCaps {
+            max_index: caps.max_index.min(MAX_SOFT_ENTRIES),
+            ..caps
+        };
         MemStore {
             caps,
             slots: alloc::vec![MemSlot { masked: true, ..MemSlot::default() }; caps.max_index as usize],

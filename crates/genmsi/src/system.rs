@@ -7,7 +7,7 @@ use crate::range::RangeAllocator;
 use crate::table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};
 use crate::{
     CpuMask, DeviceId, DeviceMeta, Domain, DomainId, Error, Irq, MsgStore, MsiDesc, Result, SlotId,
-    StoreCaps,
+    StoreCaps, MAX_CPUS,
 };
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -27,7 +27,55 @@ pub struct SystemConfig {
     pub max_handlers: u32,
 }
 
+/// The most irq numbers a system can have ([`SystemConfig::max_irqs`]): 16 Mi. The delivery
+/// table reserves one pointer per 256 numbers up front; vector tables store an irq number
+/// (plus one) in 31 bits.
+pub const MAX_IRQS: u32 = 1 << 24;
+
+/// The most handlers a system can register ([`SystemConfig::max_handlers`]).
+pub const MAX_HANDLERS: u32 = 1 << 16;
+
 impl SystemConfig {
+    /// Checks the configuration against the documented limits: 1 to [`MAX_CPUS`] CPUs, at
+    /// most [`MAX_IRQS`] irqs and [`MAX_HANDLERS`] handlers.
+    pub const fn check(&self) -> Result<()> {
+        let reason = if self.nr_cpus == 0 {
+            "a system needs at least one CPU"
+        } else if self.nr_cpus > MAX_CPUS {
+            "more CPUs than MAX_CPUS"
+        } else if self.max_irqs > MAX_IRQS {
+            "more irqs than MAX_IRQS"
+        } else if self.max_handlers > MAX_HANDLERS {
+            "more handlers than MAX_HANDLERS"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidConfig { reason })
+    }
+
+    /// The configuration with every limit clamped into range (at least one CPU).
+    pub const fn clamped(self) -> Self {
+        SystemConfig {
+            nr_cpus: if self.nr_cpus == 0 {
+                1
+            } else if self.nr_cpus > MAX_CPUS {
+                MAX_CPUS
+            } else {
+                self.nr_cpus
+            },
+            max_irqs: if self.max_irqs > MAX_IRQS {
+                MAX_IRQS
+            } else {
+                self.max_irqs
+            },
+            max_handlers: if self.max_handlers > MAX_HANDLERS {
+                MAX_HANDLERS
+            } else {
+                self.max_handlers
+            },
+        }
+    }
+
     /// A system of `nr_cpus` CPUs with room for `max_irqs` irqs and 64 handlers.
     pub const fn new(nr_cpus: u32, max_irqs: u32) -> Self {
         SystemConfig {
@@ -159,8 +207,20 @@ impl<R: RawMutex> core::fmt::Debug for IrqSystem<R> {
     }
 }
 impl<R: RawMutex> IrqSystem<R> {
-    /// An empty system.
+    /// An empty system, or [`Error::InvalidConfig`] when `config` is beyond the documented
+    /// limits ([`SystemConfig::check`]).
+    pub fn try_new(config: SystemConfig) -> Result<Self> {
+        config.check()?;
+        Ok(Self::build(config))
+    }
+
+    /// An empty system, with `config` clamped into the documented limits
+    /// ([`SystemConfig::clamped`]); [`IrqSystem::try_new`] refuses such a config instead.
     pub fn new(config: SystemConfig) -> Self {
+        Self::build(config.clamped())
+    }
+
+    fn build(config: SystemConfig) -> Self {
         IrqSystem {
             table: IrqTable::new(config.max_irqs, config.nr_cpus, config.max_handlers + 1),
             config: Mutex::new(Config {

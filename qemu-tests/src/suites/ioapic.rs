@@ -84,7 +84,8 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
     let rte = p
         .sys
         .with_store::<IoApicStore<IoApic>, _>(dev, SlotId::Default, |s| s.read_rte(gsi))
-        .expect("store");
+        .expect("store")
+        .expect("pin");
     // Remapped format (VT-d 5.1.5.1): bit 48 set, trigger still in bit 15.
     let format_ok = (rte & (1 << 48) != 0) == p.remap.is_some();
     let level = format_ok && rte & (1 << 15) != 0 && rte & (1 << 13) != 0 && rte & (1 << 16) == 0;
