@@ -102,7 +102,9 @@ impl CpuIndex {
         }
     }
 
-    #[cold]
+    /// Inline, not cold: on whole-machine and irregular workloads every allocation and free
+    /// re-queues a CPU the last query flushed, so this runs on every operation there.
+    #[inline]
     fn enqueue(&mut self, cpu: u32) {
         let q = &mut self.queued[cpu as usize];
         if *q & IN_TREE_QUEUE == 0 {
