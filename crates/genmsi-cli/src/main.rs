@@ -214,26 +214,31 @@ fn vmm_text(out: &mut String, v: &genmsi_vmm::bench::GrowReport) -> std::fmt::Re
     )?;
     writeln!(out, "  {:<34} {:>12} {:>12}", "", "on-demand", "baseline")?;
     let (a, b) = (&v.on_demand, &v.baseline);
-    writeln!(
-        out,
-        "  {:<34} {:>12} {:>12}",
-        "host vector operations", a.ops, b.ops
-    )?;
-    writeln!(
-        out,
-        "  {:<34} {:>12.1} {:>12.1}",
-        "host vectors per unmask", a.touched_per_unmask, b.touched_per_unmask
-    )?;
-    writeln!(
-        out,
-        "  {:<34} {:>12} {:>12}",
-        "interrupts raised (modelled)", a.raised, b.raised
-    )?;
-    writeln!(
-        out,
-        "  {:<34} {:>12} {:>12}",
-        "interrupts lost (modelled)", a.lost, b.lost
-    )?;
+    let rows = [
+        (
+            "host vector operations",
+            a.ops.to_string(),
+            b.ops.to_string(),
+        ),
+        (
+            "host vectors per unmask",
+            format!("{:.1}", a.touched_per_unmask),
+            format!("{:.1}", b.touched_per_unmask),
+        ),
+        (
+            "interrupts raised (modelled)",
+            a.raised.to_string(),
+            b.raised.to_string(),
+        ),
+        (
+            "interrupts lost (modelled)",
+            a.lost.to_string(),
+            b.lost.to_string(),
+        ),
+    ];
+    for (name, x, y) in rows {
+        writeln!(out, "  {name:<34} {x:>12} {y:>12}")?;
+    }
     writeln!(out, "  modelled: {}", vmm_model(v))?;
     writeln!(
         out,

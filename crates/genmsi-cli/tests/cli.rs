@@ -1,14 +1,7 @@
 //! The `genmsi` binary: exit statuses, JSON output, errors for bad files.
 
-use std::process::Command;
-
-fn genmsi(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_genmsi"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::genmsi;
 
 #[test]
 fn run_json_is_one_object_with_the_counters() {

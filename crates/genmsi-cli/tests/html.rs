@@ -5,15 +5,9 @@ use scraper::{Html, Selector};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn genmsi(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_genmsi"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::genmsi;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("genmsi-html-{}-{name}", std::process::id()));
