@@ -7,7 +7,7 @@
 //! the page in an element whose `data-k` attribute is its JSON pointer in the report, which is
 //! how the tests check that the page and the report agree to the digit.
 
-use genmsi_sim::report::{busiest_columns, BUSIEST_CPU_COLUMNS};
+use genmsi_sim::report::{busiest_columns, busiest_other, BUSIEST_CPU_COLUMNS};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -728,9 +728,7 @@ fn busiest(o: &mut String, r: &Value) {
     }
     let counts: Vec<Vec<(u32, u64)>> = rows.iter().map(per_cpu).collect();
     let cols = busiest_columns(&counts, BUSIEST_CPU_COLUMNS);
-    let other = counts
-        .iter()
-        .any(|pc| pc.iter().any(|(c, _)| !cols.contains(c)));
+    let other = busiest_other(&counts, &cols);
     o.push_str(
         "<section id=\"busiest\"><h2>Busiest irqs</h2><p>Interrupts handled per CPU, \
          as /proc/interrupts shows them; the columns are the CPUs these irqs ran on.</p>\
@@ -739,7 +737,7 @@ fn busiest(o: &mut String, r: &Value) {
     for c in &cols {
         let _ = write!(o, "<th>CPU{c}</th>");
     }
-    if other {
+    if other.is_some() {
         o.push_str("<th>other CPUs</th>");
     }
     o.push_str("<th>total</th><th>store</th><th>device</th></tr></thead><tbody>");
@@ -751,13 +749,8 @@ fn busiest(o: &mut String, r: &Value) {
                 None => o.push_str("<td class=\"n\">0</td>"),
             }
         }
-        if other {
-            let n: u64 = pc
-                .iter()
-                .filter(|(c, _)| !cols.contains(c))
-                .map(|x| x.1)
-                .sum();
-            let _ = write!(o, "<td class=\"n\">{n}</td>");
+        if let Some(other) = &other {
+            let _ = write!(o, "<td class=\"n\">{}</td>", other[i]);
         }
         let _ = write!(
             o,

@@ -42,6 +42,24 @@ pub fn busiest_columns(rows: &[Vec<(u32, u64)>], max: usize) -> Vec<u32> {
     cols
 }
 
+/// Per row, the interrupts on CPUs outside `cols` (the "other CPUs" column); `None` when no
+/// row ran anywhere else, and the table needs no such column.
+pub fn busiest_other(rows: &[Vec<(u32, u64)>], cols: &[u32]) -> Option<Vec<u64>> {
+    let other: Vec<u64> = rows
+        .iter()
+        .map(|pc| {
+            pc.iter()
+                .filter(|(c, _)| !cols.contains(c))
+                .map(|x| x.1)
+                .sum()
+        })
+        .collect();
+    let outside = rows
+        .iter()
+        .any(|pc| pc.iter().any(|(c, _)| !cols.contains(c)));
+    outside.then_some(other)
+}
+
 /// One device's line of the report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DeviceReport {
@@ -264,32 +282,24 @@ impl Report {
             let counts: Vec<Vec<(u32, u64)>> =
                 self.busiest.iter().map(|r| r.per_cpu.clone()).collect();
             let cpus = busiest_columns(&counts, BUSIEST_CPU_COLUMNS);
-            let other = counts
-                .iter()
-                .any(|pc| pc.iter().any(|(c, _)| !cpus.contains(c)));
+            let other = busiest_other(&counts, &cpus);
             let _ = writeln!(o, "\nBusiest irqs");
             let mut head = format!("  {:>6}", "IRQ");
             for c in &cpus {
                 let _ = write!(head, " {:>9}", format!("CPU{c}"));
             }
-            if other {
+            if other.is_some() {
                 let _ = write!(head, " {:>11}", "other CPUs");
             }
             let _ = writeln!(o, "{head}  {:>9}  store      device", "total");
-            for r in &self.busiest {
+            for (k, r) in self.busiest.iter().enumerate() {
                 let mut line = format!("  {:>5}:", r.irq);
                 for c in &cpus {
                     let n = r.per_cpu.iter().find(|x| x.0 == *c).map_or(0, |x| x.1);
                     let _ = write!(line, " {n:>9}");
                 }
-                if other {
-                    let n: u64 = r
-                        .per_cpu
-                        .iter()
-                        .filter(|(c, _)| !cpus.contains(c))
-                        .map(|x| x.1)
-                        .sum();
-                    let _ = write!(line, " {n:>11}");
+                if let Some(other) = &other {
+                    let _ = write!(line, " {:>11}", other[k]);
                 }
                 let _ = writeln!(
                     o,
