@@ -138,37 +138,46 @@ impl VectorSet {
             .find(|&v| self.contains(v as u8))
             .map(|v| v as u8)
     }
-    /// The lowest non-member in `first..end`.
-    fn first_free(&self, first: u8, end: u16) -> Option<u8> {
-        let mut v = u16::from(first);
-        while v < end {
-            let word = self.0[usize::from(v / 64)] >> (v % 64);
-            let skip = (!word).trailing_zeros() as u16;
-            if skip == 0 {
-                return Some(v as u8);
-            }
-            v += skip.min(64 - v % 64);
+    /// The lowest non-member. Without a loop: where the first free vector lies differs from
+    /// CPU to CPU, and a loop over the words mispredicts its exit on most allocations.
+    fn first_clear(&self) -> Option<u8> {
+        let lo = !(u128::from(self.0[0]) | u128::from(self.0[1]) << 64);
+        let hi = !(u128::from(self.0[2]) | u128::from(self.0[3]) << 64);
+        let v = if lo != 0 {
+            lo.trailing_zeros()
+        } else {
+            128 + hi.trailing_zeros()
+        };
+        u8::try_from(v).ok()
+    }
+
+    /// Every vector outside `first..end`.
+    fn outside(first: u8, end: u16) -> VectorSet {
+        let mut s = VectorSet::default();
+        for v in (0..u16::from(first)).chain(end..0x100) {
+            s.insert(v as u8);
         }
-        None
+        s
     }
 }
 
-/// The vectors of one CPU.
+/// The vectors of one CPU: one cache line, so that an allocation on a CPU not touched lately
+/// (the whole-machine and irregular workloads move from CPU to CPU) costs one miss. The
+/// managed reservations, which most CPUs never have, live in [`Vectors::managed`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(align(64))]
 pub(crate) struct CpuVectors {
-    pub(crate) online: bool,
     /// Vectors handed out (managed or not).
     pub(crate) alloc: VectorSet,
-    /// Vectors set aside for managed irqs.
-    pub(crate) managed: VectorSet,
     /// Vectors available for ordinary allocation.
     pub(crate) available: u32,
     /// Ordinary vectors allocated.
     pub(crate) allocated: u32,
-    /// Managed vectors set aside.
+    /// Managed vectors set aside (the members of the CPU's [`Vectors::managed`] set).
     pub(crate) managed_reserved: u32,
     /// Managed vectors allocated.
     pub(crate) managed_allocated: u32,
+    pub(crate) online: bool,
 }
 
 /// Sizes of the allocatable range.
@@ -206,7 +215,11 @@ impl Default for MatrixConfig {
 pub(crate) struct Vectors {
     pub(crate) cfg: MatrixConfig,
     pub(crate) cpus: Vec<CpuVectors>,
+    /// Per CPU, the vectors set aside for managed irqs.
+    pub(crate) managed: Vec<VectorSet>,
     pub(crate) system: VectorSet,
+    /// Never handed out: the system vectors and everything outside the allocatable range.
+    blocked: VectorSet,
     pub(crate) global_available: u32,
     pub(crate) global_reserved: u32,
     pub(crate) total_allocated: u32,
@@ -223,7 +236,9 @@ impl Vectors {
         Vectors {
             cfg,
             cpus: alloc::vec![cpu; nr_cpus as usize],
+            managed: alloc::vec![VectorSet::default(); nr_cpus as usize],
             system: VectorSet::default(),
+            blocked: VectorSet::outside(cfg.first.0, cfg.end),
             global_available: per_cpu * nr_cpus,
             global_reserved: 0,
             total_allocated: 0,
@@ -232,14 +247,20 @@ impl Vectors {
 
     fn used(&self, cpu: usize) -> VectorSet {
         let c = &self.cpus[cpu];
-        c.alloc.union(&c.managed).union(&self.system)
+        let used = c.alloc.union(&self.blocked);
+        if c.managed_reserved == 0 {
+            // Most CPUs have no managed reservation: their set is not read.
+            used
+        } else {
+            used.union(&self.managed[cpu])
+        }
     }
 
     /// Takes the lowest free vector on `cpu` (which has one: `available > 0`).
     pub(crate) fn take(&mut self, cpu: u32, reserved: bool) -> Vector {
         let v = self
             .used(cpu as usize)
-            .first_free(self.cfg.first.0, self.cfg.end)
+            .first_clear()
             .expect("available > 0 means a free vector");
         self.take_vector(cpu, v, reserved)
     }
@@ -248,7 +269,7 @@ impl Vectors {
     pub(crate) fn common_free(&self, a: u32, b: u32) -> Option<u8> {
         self.used(a as usize)
             .union(&self.used(b as usize))
-            .first_free(self.cfg.first.0, self.cfg.end)
+            .first_clear()
     }
 
     /// Takes vector `v` on `cpu` (free there: the caller checked).
@@ -288,7 +309,7 @@ impl Vectors {
         }
         let online = self.cpus[cpu as usize].online;
         let c = &mut self.cpus[cpu as usize];
-        if !c.alloc.contains(v.0) || c.managed.contains(v.0) != managed {
+        if !c.alloc.contains(v.0) || self.managed[cpu as usize].contains(v.0) != managed {
             return Err(MatrixError::NotAllocated { cpu, vector: v });
         }
         c.alloc.remove(v.0);
@@ -321,10 +342,7 @@ impl Vectors {
         for cpu in mask.iter() {
             let free = (cpu as usize) < self.cpus.len() && self.cpus[cpu as usize].available > 0;
             let v = free
-                .then(|| {
-                    self.used(cpu as usize)
-                        .first_free(self.cfg.first.0, self.cfg.end)
-                })
+                .then(|| self.used(cpu as usize).first_clear())
                 .flatten();
             let Some(v) = v else {
                 for (cpu, v) in done {
@@ -332,8 +350,8 @@ impl Vectors {
                 }
                 return Err(MatrixError::NoVectors { cpus: mask.clone() });
             };
+            self.managed[cpu as usize].insert(v);
             let c = &mut self.cpus[cpu as usize];
-            c.managed.insert(v);
             c.managed_reserved += 1;
             c.available -= 1;
             if c.online {
@@ -345,8 +363,8 @@ impl Vectors {
     }
 
     fn unreserve_managed_vector(&mut self, cpu: u32, v: u8) {
+        self.managed[cpu as usize].remove(v);
         let c = &mut self.cpus[cpu as usize];
-        c.managed.remove(v);
         c.managed_reserved -= 1;
         c.available += 1;
         if c.online {
@@ -359,12 +377,7 @@ impl Vectors {
         let mut touched = Vec::new();
         let nr = self.cpus.len();
         for cpu in mask.iter().filter(|&c| (c as usize) < nr) {
-            let c = &self.cpus[cpu as usize];
-            let spare = c
-                .managed
-                .minus(&c.alloc)
-                .first_in(self.cfg.first.0, self.cfg.end);
-            if let Some(v) = spare {
+            if let Some(v) = self.managed_spare(cpu) {
                 self.unreserve_managed_vector(cpu, v);
                 touched.push(cpu);
             }
@@ -396,7 +409,7 @@ impl Vectors {
     /// The lowest reserved managed vector of `cpu` not allocated.
     fn managed_spare(&self, cpu: u32) -> Option<u8> {
         let c = self.cpus.get(cpu as usize)?;
-        c.managed
+        self.managed[cpu as usize]
             .minus(&c.alloc)
             .first_in(self.cfg.first.0, self.cfg.end)
     }
@@ -453,6 +466,7 @@ impl Vectors {
             });
         }
         self.system.insert(v.0);
+        self.blocked.insert(v.0);
         for c in &mut self.cpus {
             c.available -= 1;
             if c.online {
@@ -713,12 +727,12 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
         .count() as u32;
     let mut global = 0;
     let mut total = 0;
-    for c in &v.cpus {
+    for (c, managed) in v.cpus.iter().zip(&v.managed) {
         let count = |s: &VectorSet| (0..=255u8).filter(|&x| s.contains(x)).count() as u32;
         let managed_alloc = count(&VectorSet(core::array::from_fn(|i| {
-            c.alloc.0[i] & c.managed.0[i]
+            c.alloc.0[i] & managed.0[i]
         })));
-        if count(&c.managed) != c.managed_reserved || managed_alloc != c.managed_allocated {
+        if count(managed) != c.managed_reserved || managed_alloc != c.managed_allocated {
             return Err("managed counts differ from the bitmaps");
         }
         if count(&c.alloc) != c.allocated + c.managed_allocated {
@@ -743,6 +757,29 @@ mod tests {
     use super::*;
 
     const PER_CPU: u32 = 0xEC - 0x20;
+
+    #[test]
+    fn first_clear_crosses_every_word_boundary() {
+        let upto = |n: u16| {
+            let mut s = VectorSet::default();
+            (0..n).for_each(|v| s.insert(v as u8));
+            s
+        };
+        assert_eq!(VectorSet::default().first_clear(), Some(0));
+        for n in [1, 63, 64, 65, 127, 128, 129, 191, 192, 255] {
+            assert_eq!(upto(n).first_clear(), Some(n as u8), "{n} set");
+        }
+        assert_eq!(upto(256).first_clear(), None);
+        // A hole below a full word: the hole, not the first vector after the full word.
+        let mut s = upto(200);
+        s.remove(70);
+        assert_eq!(s.first_clear(), Some(70));
+        // The default range blocks 0..0x20 and 0xEC..0x100: 0x20 first, nothing past 0xEB.
+        let outside = VectorSet::outside(0x20, 0xEC);
+        assert_eq!(outside.first_clear(), Some(0x20));
+        assert_eq!(outside.union(&upto(0xEC)).first_clear(), None);
+        assert!(outside.contains(0x1F) && outside.contains(0xEC) && !outside.contains(0xEB));
+    }
 
     #[test]
     fn fresh_matrix_counts() {
