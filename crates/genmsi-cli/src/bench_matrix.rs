@@ -4,13 +4,17 @@
 //! For each shape both allocators get a fresh machine filled to about half its vectors (a
 //! seeded quarter of the first fill freed again), the same CPUs offline, and then the same
 //! operations: rounds of steady-state steps (allocate on the mask, free the allocation made 64
-//! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again. Ours and
-//! Linux's run alternately round by round, so machine noise hits both, and each side's figure
-//! is the median of its rounds' nanoseconds per allocation, so a round that lost the CPU to
-//! another process does not count. Each shape runs on several freshly built pairs of machines,
-//! built in alternating order, and the median is over all their rounds. They must make the same
-//! choice every time (the bench fails otherwise): the spread is then equal by construction, and
-//! the figures compare only the cost of finding the CPU.
+//! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again.
+//!
+//! Within a round ours and Linux's run alternately, chunk by chunk (2,000 steps each), until
+//! both have run for 2 ms or one of them for 16 ms: machine noise hits both, and the cheap
+//! shapes (a single CPU costs about 13 ns) run long enough to be measured, not just timed.
+//! Each side's figure is the median of its rounds' nanoseconds per allocation, so a round that
+//! lost the CPU to another process does not count. Each shape runs on several freshly built
+//! pairs of machines, built in alternating order, and the median is over all their rounds.
+//! The buffers that record the choices are sized before any timing. Both sides must make the
+//! same choice every time (the bench fails otherwise): the spread is then equal by
+//! construction, and the figures compare only the cost of finding the CPU.
 
 use genmsi::CpuMask;
 use genmsi_x86::reference::LinuxMatrix;
@@ -98,6 +102,10 @@ pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
 struct Side<M: Matrix> {
     m: M,
     recent: VecDeque<(u32, Vector)>,
+    /// The CPUs chosen since the last comparison, and a burst's allocations: sized before the
+    /// timing starts, so that neither side's figure includes growing them.
+    chosen: Vec<u32>,
+    got: Vec<(u32, Vector)>,
     time: Duration,
     allocs: u64,
     /// Nanoseconds per allocation of each finished round.
@@ -106,8 +114,15 @@ struct Side<M: Matrix> {
 
 impl<M: Matrix> Side<M> {
     /// A machine filled to about half its vectors (130 per CPU, then a seeded 30 per CPU freed
-    /// at random), then `offline` taken offline.
-    fn new(mut m: M, cpus: u32, offline: &[u32]) -> Result<Self, MatrixError> {
+    /// at random), then `offline` taken offline; buffers for chunks of `steps` and bursts of
+    /// `burst`.
+    fn new(
+        mut m: M,
+        cpus: u32,
+        offline: &[u32],
+        steps: u32,
+        burst: u32,
+    ) -> Result<Self, MatrixError> {
         // The fill goes CPU by CPU (the same state for both, and cheap for the scan too).
         let mut live = Vec::new();
         for i in 0..cpus * 130 {
@@ -123,40 +138,45 @@ impl<M: Matrix> Side<M> {
         }
         Ok(Side {
             m,
-            recent: VecDeque::new(),
+            recent: VecDeque::with_capacity(65),
+            chosen: Vec::with_capacity(steps.max(burst) as usize),
+            got: Vec::with_capacity(burst as usize),
             time: Duration::ZERO,
             allocs: 0,
             rounds: Vec::new(),
         })
     }
 
-    /// `steps` steady-state steps; returns the CPUs chosen.
-    fn steady(&mut self, mask: &CpuMask, steps: u32, chosen: &mut Vec<u32>) -> anyhow::Result<()> {
+    /// `steps` steady-state steps (into `chosen`, cleared first); returns their time.
+    fn steady(&mut self, mask: &CpuMask, steps: u32) -> anyhow::Result<Duration> {
+        self.chosen.clear();
         let start = Instant::now();
         for _ in 0..steps {
             let t = self.m.alloc(mask)?;
-            chosen.push(t.0);
+            self.chosen.push(t.0);
             self.recent.push_back(t);
             if self.recent.len() > 64 {
                 let (cpu, v) = self.recent.pop_front().expect("more than 64");
                 self.m.free(cpu, v)?;
             }
         }
-        self.time += start.elapsed();
+        let took = start.elapsed();
+        self.time += took;
         self.allocs += u64::from(steps);
-        Ok(())
+        Ok(took)
     }
 
-    /// A burst of `n` allocations on `mask`, then their frees.
-    fn burst(&mut self, mask: &CpuMask, n: u32, chosen: &mut Vec<u32>) -> anyhow::Result<()> {
+    /// A burst of `n` allocations on `mask` (into `chosen`, cleared first), then their frees.
+    fn burst(&mut self, mask: &CpuMask, n: u32) -> anyhow::Result<()> {
+        self.chosen.clear();
+        self.got.clear();
         let start = Instant::now();
-        let mut got = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let t = self.m.alloc(mask)?;
-            chosen.push(t.0);
-            got.push(t);
+            self.chosen.push(t.0);
+            self.got.push(t);
         }
-        for (cpu, v) in got {
+        for &(cpu, v) in &self.got {
             self.m.free(cpu, v)?;
         }
         self.time += start.elapsed();
@@ -182,20 +202,25 @@ fn median(mut rounds: Vec<f64>) -> f64 {
 pub struct Size {
     /// Machines built per shape (each side gets a fresh one).
     pub machines: u32,
-    /// Rounds per machine, ours and Linux's alternating.
+    /// Rounds per machine.
     pub rounds: u32,
-    /// Steady-state steps per round.
+    /// Steady-state steps per chunk; a round alternates chunks, ours then Linux's.
     pub steps: u32,
+    /// A round takes chunks until both sides have run for this long, or one side eight times
+    /// this long: cheap shapes (a single CPU, 20 ns) get rounds long enough to measure, while
+    /// the expensive scans (microseconds per allocation) are not run for minutes.
+    pub round: Duration,
     /// Largest burst (allocations) per round.
     pub burst: u32,
 }
 
 impl Size {
-    /// The full run: 4 machines of 5 rounds of 2,000 steps and a burst of 10,000.
+    /// The full run: 4 machines of 5 rounds of at least 2 ms and a burst of 10,000.
     pub const FULL: Size = Size {
         machines: 4,
         rounds: 5,
         steps: 2000,
+        round: Duration::from_millis(2),
         burst: 10_000,
     };
     /// The short run of the test command.
@@ -203,6 +228,7 @@ impl Size {
         machines: 1,
         rounds: 3,
         steps: 200,
+        round: Duration::from_micros(100),
         burst: 1000,
     };
 }
@@ -217,12 +243,20 @@ pub fn run(cpus: u32, size: Size) -> anyhow::Result<Value> {
         let (mut ours_rounds, mut linux_rounds) = (Vec::new(), Vec::new());
         let mut spreads = (0, 0);
         for machine in 0..size.machines {
+            let new_ours = || {
+                let m = VectorMatrix::new(cpus);
+                Side::new(m, cpus, &offline, size.steps, size.burst)
+            };
+            let new_linux = || {
+                let m = LinuxMatrix::new(cpus);
+                Side::new(m, cpus, &offline, size.steps, size.burst)
+            };
             let (mut ours, mut linux) = if machine % 2 == 0 {
-                let o = Side::new(VectorMatrix::new(cpus), cpus, &offline)?;
-                (o, Side::new(LinuxMatrix::new(cpus), cpus, &offline)?)
+                let o = new_ours()?;
+                (o, new_linux()?)
             } else {
-                let l = Side::new(LinuxMatrix::new(cpus), cpus, &offline)?;
-                (Side::new(VectorMatrix::new(cpus), cpus, &offline)?, l)
+                let l = new_linux()?;
+                (new_ours()?, l)
             };
             // A burst takes at most half of what the mask has left beside the 64 allocations
             // the steady state keeps, so it never runs dry.
@@ -233,17 +267,19 @@ pub fn run(cpus: u32, size: Size) -> anyhow::Result<Value> {
                 .sum();
             let burst = size.burst.min(room.saturating_sub(64) / 2);
             for round in 0..size.rounds {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                ours.steady(&mask, size.steps, &mut a)?;
-                linux.steady(&mask, size.steps, &mut b)?;
-                ours.burst(&mask, burst, &mut a)?;
-                linux.burst(&mask, burst, &mut b)?;
+                let differ =
+                    || format!("{name}: ours and Linux chose different CPUs in round {round}");
+                let (mut o, mut l) = (Duration::ZERO, Duration::ZERO);
+                while o.min(l) < size.round && o.max(l) < 8 * size.round {
+                    o += ours.steady(&mask, size.steps)?;
+                    l += linux.steady(&mask, size.steps)?;
+                    anyhow::ensure!(ours.chosen == linux.chosen, differ());
+                }
+                ours.burst(&mask, burst)?;
+                linux.burst(&mask, burst)?;
+                anyhow::ensure!(ours.chosen == linux.chosen, differ());
                 ours.end_round();
                 linux.end_round();
-                anyhow::ensure!(
-                    a == b,
-                    "{name}: ours and Linux chose different CPUs in round {round}"
-                );
             }
             ours_rounds.append(&mut ours.rounds);
             linux_rounds.append(&mut linux.rounds);

@@ -165,8 +165,11 @@ impl CpuIndex {
             level.summary = vec![0; words.div_ceil(64)];
         }
         let w = cpu / 64;
-        level.words[w] |= 1 << (cpu % 64);
-        level.summary[w / 64] |= 1 << (w % 64);
+        let word = &mut level.words[w];
+        if *word == 0 {
+            level.summary[w / 64] |= 1 << (w % 64);
+        }
+        *word |= 1 << (cpu % 64);
         level.count += 1;
         self.top = self.top.max(key as usize);
     }
@@ -176,13 +179,18 @@ impl CpuIndex {
             return;
         };
         let w = cpu / 64;
-        level.words[w] &= !(1 << (cpu % 64));
-        if level.words[w] == 0 {
+        let word = &mut level.words[w];
+        *word &= !(1 << (cpu % 64));
+        if *word == 0 {
             level.summary[w / 64] &= !(1 << (w % 64));
         }
         level.count -= 1;
-        while self.top > 0 && self.levels[self.top].count == 0 {
-            self.top -= 1;
+        if level.count == 0 && key as usize == self.top {
+            // The top level emptied: the next non-empty one below is the new top.
+            self.top = self.levels[..self.top]
+                .iter()
+                .rposition(|l| l.count > 0)
+                .unwrap_or(0);
         }
     }
 

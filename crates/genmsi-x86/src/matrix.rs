@@ -141,8 +141,16 @@ impl VectorSet {
     /// The lowest non-member. Without a loop: where the first free vector lies differs from
     /// CPU to CPU, and a loop over the words mispredicts its exit on most allocations.
     fn first_clear(&self) -> Option<u8> {
-        let lo = !(u128::from(self.0[0]) | u128::from(self.0[1]) << 64);
-        let hi = !(u128::from(self.0[2]) | u128::from(self.0[3]) << 64);
+        Self::first_clear_of(self, &VectorSet::default())
+    }
+
+    /// The lowest vector in neither `a` nor `b`, from word loads of each: an allocation
+    /// reads the set the last free on the same CPU has just written a word of, and a wider
+    /// load than that write would wait for the write to reach the cache (no store forwarding).
+    fn first_clear_of(a: &VectorSet, b: &VectorSet) -> Option<u8> {
+        let used = |i: usize| a.0[i] | b.0[i];
+        let lo = !(u128::from(used(0)) | u128::from(used(1)) << 64);
+        let hi = !(u128::from(used(2)) | u128::from(used(3)) << 64);
         let v = if lo != 0 {
             lo.trailing_zeros()
         } else {
@@ -163,18 +171,21 @@ impl VectorSet {
 
 /// The vectors of one CPU: one cache line, so that an allocation on a CPU not touched lately
 /// (the whole-machine and irregular workloads move from CPU to CPU) costs one miss. The
-/// managed reservations, which most CPUs never have, live in [`Vectors::managed`].
+/// managed reservations, which most CPUs never have, live in [`Vectors::managed`]. `repr(C)`
+/// keeps `available` and `allocated` apart: an allocation changes both, and were they
+/// adjacent it would update them as one 8-byte word right after a free wrote them as two
+/// 4-byte ones, a load the store buffer cannot forward.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub(crate) struct CpuVectors {
     /// Vectors handed out (managed or not).
     pub(crate) alloc: VectorSet,
     /// Vectors available for ordinary allocation.
     pub(crate) available: u32,
-    /// Ordinary vectors allocated.
-    pub(crate) allocated: u32,
     /// Managed vectors set aside (the members of the CPU's [`Vectors::managed`] set).
     pub(crate) managed_reserved: u32,
+    /// Ordinary vectors allocated.
+    pub(crate) allocated: u32,
     /// Managed vectors allocated.
     pub(crate) managed_allocated: u32,
     pub(crate) online: bool,
@@ -256,11 +267,20 @@ impl Vectors {
         }
     }
 
+    /// The lowest vector free on `cpu`.
+    fn first_free(&self, cpu: usize) -> Option<u8> {
+        let c = &self.cpus[cpu];
+        if c.managed_reserved == 0 {
+            VectorSet::first_clear_of(&c.alloc, &self.blocked)
+        } else {
+            self.used(cpu).first_clear()
+        }
+    }
+
     /// Takes the lowest free vector on `cpu` (which has one: `available > 0`).
     pub(crate) fn take(&mut self, cpu: u32, reserved: bool) -> Vector {
         let v = self
-            .used(cpu as usize)
-            .first_clear()
+            .first_free(cpu as usize)
             .expect("available > 0 means a free vector");
         self.take_vector(cpu, v, reserved)
     }
