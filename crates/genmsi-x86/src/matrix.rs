@@ -20,8 +20,13 @@
 //!   going offline can still take the vectors reservations counted on, as on Linux: activation
 //!   then fails with a typed [`MatrixError::NoVectors`] and changes nothing;
 //! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
-//!   CPU of a mask; only [`VectorMatrix::alloc_managed`] takes it and only
-//!   [`VectorMatrix::remove_managed`] gives it back;
+//!   CPU of a mask, offline ones included (x86 reserves on the whole affinity); only
+//!   [`VectorMatrix::alloc_managed`] takes it and only [`VectorMatrix::remove_managed`] gives it
+//!   back. The counts stay exact on offline CPUs too: a CPU's available vectors are always its
+//!   free ones. Linux adjusts `available` for online CPUs only and does not recount it when the
+//!   CPU comes back, so there a reservation made or removed while a CPU was offline leaves that
+//!   CPU's count one off (the reference, [`LinuxMatrix`](crate::reference::LinuxMatrix), does
+//!   the same, and `tests/balance.rs` follows the difference);
 //! - **CPU offline/online**: an offline CPU is never chosen and its available vectors leave the
 //!   global total.
 
@@ -220,8 +225,23 @@ impl Default for MatrixConfig {
     }
 }
 
+/// How a CPU's `available` count follows managed reservations made or removed while the CPU is
+/// offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counts {
+    /// Always: `available` is the CPU's free vectors (the matrix).
+    Exact,
+    /// Only while online, and not recounted when the CPU comes back (Linux's
+    /// `irq_matrix_reserve_managed` and `irq_matrix_remove_managed`).
+    Linux,
+}
+
 /// The per-CPU vector bookkeeping shared by [`VectorMatrix`] and the reference
-/// [`LinuxMatrix`](crate::reference::LinuxMatrix): they differ only in how the CPU is chosen.
+/// [`LinuxMatrix`](crate::reference::LinuxMatrix): they differ in how the CPU is chosen and in
+/// how `available` follows managed changes on offline CPUs ([`Counts`]). The global count and
+/// Linux's per-CPU counts change with wrapping arithmetic, as Linux's unsigned ones do when a
+/// count left one below a CPU's free vectors passes zero; exact counts never wrap
+/// ([`check_vectors`] verifies them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Vectors {
     pub(crate) cfg: MatrixConfig,
@@ -268,7 +288,7 @@ impl Vectors {
     }
 
     /// The lowest vector free on `cpu`.
-    fn first_free(&self, cpu: usize) -> Option<u8> {
+    pub(crate) fn first_free(&self, cpu: usize) -> Option<u8> {
         let c = &self.cpus[cpu];
         if c.managed_reserved == 0 {
             VectorSet::first_clear_of(&c.alloc, &self.blocked)
@@ -299,7 +319,7 @@ impl Vectors {
         c.allocated += 1;
         c.available -= 1;
         if c.online {
-            self.global_available -= 1;
+            self.global_available = self.global_available.wrapping_sub(1);
         }
         self.total_allocated += 1;
         if reserved {
@@ -337,9 +357,9 @@ impl Vectors {
             c.managed_allocated -= 1;
         } else {
             c.allocated -= 1;
-            c.available += 1;
+            c.available = c.available.wrapping_add(1);
             if online {
-                self.global_available += 1;
+                self.global_available = self.global_available.wrapping_add(1);
             }
         }
         self.total_allocated -= 1;
@@ -356,49 +376,60 @@ impl Vectors {
         Ok(())
     }
 
-    /// Sets a vector aside on every CPU of `mask`; all or nothing. Returns the CPUs touched.
-    pub(crate) fn reserve_managed(&mut self, mask: &CpuMask) -> Result<Vec<u32>, MatrixError> {
+    /// Sets a vector aside on every CPU of `mask` (offline ones too), each where its bitmaps
+    /// have a free vector; all or nothing. Returns the CPUs touched. `counts`: how `available`
+    /// follows (see [`Counts`]).
+    pub(crate) fn reserve_managed(
+        &mut self,
+        mask: &CpuMask,
+        counts: Counts,
+    ) -> Result<Vec<u32>, MatrixError> {
         let mut done: Vec<(u32, u8)> = Vec::new();
         for cpu in mask.iter() {
-            let free = (cpu as usize) < self.cpus.len() && self.cpus[cpu as usize].available > 0;
-            let v = free
-                .then(|| self.used(cpu as usize).first_clear())
+            let v = ((cpu as usize) < self.cpus.len())
+                .then(|| self.first_free(cpu as usize))
                 .flatten();
             let Some(v) = v else {
                 for (cpu, v) in done {
-                    self.unreserve_managed_vector(cpu, v);
+                    self.unreserve_managed_vector(cpu, v, counts);
                 }
                 return Err(MatrixError::NoVectors { cpus: mask.clone() });
             };
             self.managed[cpu as usize].insert(v);
             let c = &mut self.cpus[cpu as usize];
             c.managed_reserved += 1;
-            c.available -= 1;
+            if c.online || counts == Counts::Exact {
+                // Wrapping, as Linux's unsigned count does when an earlier offline change left
+                // it one below the CPU's free vectors (exact counts never reach it).
+                c.available = c.available.wrapping_sub(1);
+            }
             if c.online {
-                self.global_available -= 1;
+                self.global_available = self.global_available.wrapping_sub(1);
             }
             done.push((cpu, v));
         }
         Ok(done.into_iter().map(|(c, _)| c).collect())
     }
 
-    fn unreserve_managed_vector(&mut self, cpu: u32, v: u8) {
+    fn unreserve_managed_vector(&mut self, cpu: u32, v: u8, counts: Counts) {
         self.managed[cpu as usize].remove(v);
         let c = &mut self.cpus[cpu as usize];
         c.managed_reserved -= 1;
-        c.available += 1;
+        if c.online || counts == Counts::Exact {
+            c.available = c.available.wrapping_add(1);
+        }
         if c.online {
-            self.global_available += 1;
+            self.global_available = self.global_available.wrapping_add(1);
         }
     }
 
     /// Gives back one unallocated managed vector on every CPU of `mask`. Returns the CPUs touched.
-    pub(crate) fn remove_managed(&mut self, mask: &CpuMask) -> Vec<u32> {
+    pub(crate) fn remove_managed(&mut self, mask: &CpuMask, counts: Counts) -> Vec<u32> {
         let mut touched = Vec::new();
         let nr = self.cpus.len();
         for cpu in mask.iter().filter(|&c| (c as usize) < nr) {
             if let Some(v) = self.managed_spare(cpu) {
-                self.unreserve_managed_vector(cpu, v);
+                self.unreserve_managed_vector(cpu, v, counts);
                 touched.push(cpu);
             }
         }
@@ -462,9 +493,9 @@ impl Vectors {
         }
         c.online = online;
         if online {
-            self.global_available += c.available;
+            self.global_available = self.global_available.wrapping_add(c.available);
         } else {
-            self.global_available -= c.available;
+            self.global_available = self.global_available.wrapping_sub(c.available);
         }
         Ok(true)
     }
@@ -488,9 +519,9 @@ impl Vectors {
         self.system.insert(v.0);
         self.blocked.insert(v.0);
         for c in &mut self.cpus {
-            c.available -= 1;
+            c.available = c.available.wrapping_sub(1);
             if c.online {
-                self.global_available -= 1;
+                self.global_available = self.global_available.wrapping_sub(1);
             }
         }
         Ok(())
@@ -621,7 +652,7 @@ impl VectorMatrix {
 
     /// Sets one vector aside on every CPU of `mask` for a managed irq; all or nothing.
     pub fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
-        for cpu in self.v.reserve_managed(mask)? {
+        for cpu in self.v.reserve_managed(mask, Counts::Exact)? {
             self.update(cpu);
         }
         Ok(())
@@ -629,7 +660,7 @@ impl VectorMatrix {
 
     /// Gives back the managed reservation of every CPU of `mask`.
     pub fn remove_managed(&mut self, mask: &CpuMask) {
-        for cpu in self.v.remove_managed(mask) {
+        for cpu in self.v.remove_managed(mask, Counts::Exact) {
             self.update(cpu);
         }
     }
@@ -729,7 +760,7 @@ impl VectorMatrix {
     /// Checks the internal invariants (counts against bitmaps, the tree against the counts).
     /// Costs O(CPUs); for tests and debugging dumps.
     pub fn check(&self) -> Result<(), &'static str> {
-        check_vectors(&self.v)?;
+        check_vectors(&self.v, Counts::Exact)?;
         self.index.check(|cpu| Self::key(&self.v.cpus, cpu))
     }
 }
@@ -739,8 +770,10 @@ pub(crate) fn spread(values: impl Iterator<Item = u32>) -> u32 {
     hi.saturating_sub(lo)
 }
 
-/// Reservations may exceed what is available (see the module docs): not checked.
-pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
+/// Reservations may exceed what is available (see the module docs): not checked. With
+/// [`Counts::Linux`] a CPU's `available` may differ from its free vectors (see [`Counts`]); the
+/// global count is still the sum over the online CPUs.
+pub(crate) fn check_vectors(v: &Vectors, counts: Counts) -> Result<(), &'static str> {
     let per_cpu = u32::from(v.cfg.end - u16::from(v.cfg.first.0));
     let system = (u16::from(v.cfg.first.0)..v.cfg.end)
         .filter(|&x| v.system.contains(x as u8))
@@ -758,11 +791,12 @@ pub(crate) fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
         if count(&c.alloc) != c.allocated + c.managed_allocated {
             return Err("allocated count differs from the bitmap");
         }
-        if c.available + c.allocated + c.managed_reserved + system != per_cpu {
+        let exact = c.available + c.allocated + c.managed_reserved + system == per_cpu;
+        if counts == Counts::Exact && !exact {
             return Err("available + allocated + managed + system != allocatable");
         }
         if c.online {
-            global += c.available;
+            global = u32::wrapping_add(global, c.available);
         }
         total += c.allocated + c.managed_allocated;
     }

@@ -5,7 +5,7 @@
 //! Benchmarks and balance tests run both side by side on the same workload.
 
 use crate::apic::Vector;
-use crate::matrix::{check_vectors, spread, MatrixConfig, MatrixError, Vectors};
+use crate::matrix::{check_vectors, spread, Counts, MatrixConfig, MatrixError, Vectors};
 use genmsi::CpuMask;
 
 /// The reference allocator (see the module docs).
@@ -42,12 +42,14 @@ impl LinuxMatrix {
         best
     }
 
-    /// Allocates on the CPU [`LinuxMatrix::best_cpu`] picks.
+    /// Allocates on the CPU [`LinuxMatrix::best_cpu`] picks (`irq_matrix_alloc`): fails when
+    /// that CPU's bitmaps have no free vector, which its count can claim after a managed change
+    /// while it was offline (see [`LinuxMatrix::reserve_managed`]).
     pub fn alloc(&mut self, mask: &CpuMask, reserved: bool) -> Result<(u32, Vector), MatrixError> {
-        let cpu = self
-            .best_cpu(mask)
-            .ok_or_else(|| MatrixError::NoVectors { cpus: mask.clone() })?;
-        Ok((cpu, self.v.take(cpu, reserved)))
+        let none = || MatrixError::NoVectors { cpus: mask.clone() };
+        let cpu = self.best_cpu(mask).ok_or_else(none)?;
+        let v = self.v.first_free(cpu as usize).ok_or_else(none)?;
+        Ok((cpu, self.v.take_vector(cpu, v, reserved)))
     }
 
     /// Returns a vector.
@@ -108,16 +110,20 @@ impl LinuxMatrix {
         self.v.global_available
     }
 
-    /// Sets one vector aside on every CPU of `mask`, all or nothing
-    /// (`irq_matrix_reserve_managed`).
+    /// Sets one vector aside on every CPU of `mask`, offline ones included, all or nothing
+    /// (`irq_matrix_reserve_managed`, which x86 calls with the whole affinity mask). As in
+    /// Linux, only an online CPU's `available` count (and the global one) drops; an offline
+    /// CPU's is left, and not recounted when the CPU comes back online, so it then claims one
+    /// vector more than its bitmaps have free.
     pub fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
-        self.v.reserve_managed(mask).map(|_| ())
+        self.v.reserve_managed(mask, Counts::Linux).map(|_| ())
     }
 
     /// Gives back one unallocated managed vector on every CPU of `mask`
-    /// (`irq_matrix_remove_managed`).
+    /// (`irq_matrix_remove_managed`); as for [`LinuxMatrix::reserve_managed`], the count of an
+    /// offline CPU does not follow, so it then claims one vector fewer.
     pub fn remove_managed(&mut self, mask: &CpuMask) {
-        self.v.remove_managed(mask);
+        self.v.remove_managed(mask, Counts::Linux);
     }
 
     /// `irq_matrix_alloc_managed`: the last online CPU of `mask` with the fewest managed
@@ -141,6 +147,6 @@ impl LinuxMatrix {
 
     /// Checks the counts against the bitmaps (reservations may exceed what is available).
     pub fn check(&self) -> Result<(), &'static str> {
-        check_vectors(&self.v)
+        check_vectors(&self.v, Counts::Linux)
     }
 }
