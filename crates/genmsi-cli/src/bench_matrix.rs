@@ -94,6 +94,24 @@ pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
             vec![],
         ),
         ("random-half", half, vec![]),
+        // A CPU and its SMT sibling (Linux numbers siblings half the machine apart), a few
+        // CPUs scattered over the machine, and a node's cores with their siblings: small or
+        // split irregular masks, which a scan finishes quickly.
+        (
+            "smt-pair",
+            CpuMask::from_cpus([first, first + cpus / 2]),
+            vec![],
+        ),
+        (
+            "scattered-4",
+            CpuMask::from_cpus((0..4).map(|i| (2 * i + 1) * cpus / 8)),
+            vec![],
+        ),
+        (
+            "smt-node",
+            CpuMask::from_cpus((first / 2..first / 2 + node / 2).flat_map(|c| [c, c + cpus / 2])),
+            vec![],
+        ),
         ("machine-1%-offline", CpuMask::first_n(cpus), offline),
     ]
 }
