@@ -171,6 +171,9 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
             "every-2nd",
             "every-3rd",
             "random-half",
+            "smt-pair",
+            "scattered-4",
+            "smt-node",
             "machine-1%-offline"
         ]
     );
