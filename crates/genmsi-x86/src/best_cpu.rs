@@ -76,6 +76,119 @@ impl fmt::Debug for CpuIndex {
     }
 }
 
+/// Irregular masks of at most this many CPUs are answered by Linux's scan over the matrix's own
+/// counts: visiting that many CPUs costs less than bringing the levels up to date and walking
+/// them (a dozen scattered housekeeping CPUs, on a machine of any size).
+const SCAN_DIRECT: u32 = 16;
+/// ... and so are sparse masks of up to this many: at most [`SPARSE_PER_WORD`] CPUs per word
+/// on average beyond [`SCAN_DIRECT`] (one CPU per socket, a CPU every 64), whose CPUs each
+/// cost a level walk about a word visit per level.
+const SCAN_SPARSE: u32 = 64;
+const SPARSE_PER_WORD: u32 = 4;
+
+/// [`scan`] for a small or sparse mask (see [`SCAN_DIRECT`], [`SCAN_SPARSE`]), in the same pass
+/// that counts its CPUs: `None` for any other mask, found before a word that breaks the rule
+/// has any of its keys read (a dense mask: at its first word).
+fn scan_small(mask: &[u64], nr: usize, key: impl Fn(usize) -> i32) -> Option<Option<u32>> {
+    let (mut best, mut seen, mut words) = (Best::NONE, 0, 0);
+    for (w, &word) in mask.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        seen += word.count_ones();
+        words += 1;
+        if seen > SCAN_DIRECT + SPARSE_PER_WORD * words || seen > SCAN_SPARSE {
+            return None;
+        }
+        let mut bits = word;
+        while bits != 0 {
+            let cpu = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if cpu >= nr {
+                return Some(best.get());
+            }
+            best.offer(cpu as u32, key(cpu));
+        }
+    }
+    Some(best.get())
+}
+
+/// At most this many of a mask's non-zero words are listed for the level walk.
+const FEW_WORDS: usize = 8;
+
+/// The indices of `mask`'s non-zero words when there are at most [`FEW_WORDS`], and its CPU
+/// count.
+fn few_words(mask: &[u64]) -> (Option<([usize; FEW_WORDS], usize)>, usize) {
+    // A plain sum, which the compiler vectorises; the listing below stops at the first word
+    // past the few.
+    let weight = mask.iter().map(|w| w.count_ones() as usize).sum();
+    let (mut list, mut len) = ([0; FEW_WORDS], 0);
+    for (w, _) in mask.iter().enumerate().filter(|(_, &word)| word != 0) {
+        let Some(slot) = list.get_mut(len) else {
+            return (None, weight);
+        };
+        *slot = w;
+        len += 1;
+    }
+    (Some((list, len)), weight)
+}
+
+/// The running answer of a scan: the first CPU with the strictly largest positive key.
+#[derive(Clone, Copy)]
+struct Best {
+    cpu: u32,
+    key: i32,
+}
+
+impl Best {
+    const NONE: Best = Best { cpu: 0, key: 0 };
+
+    /// Takes `cpu` when its key is strictly larger: a select, not a branch (which CPU of a
+    /// scan holds the most is not predictable, and a mispredicted branch per CPU costs more
+    /// than the CPU's visit).
+    #[inline(always)]
+    fn offer(&mut self, cpu: u32, key: i32) {
+        let take = key > self.key;
+        self.key = if take { key } else { self.key };
+        self.cpu = if take { cpu } else { self.cpu };
+    }
+
+    fn get(self) -> Option<u32> {
+        (self.key > 0).then_some(self.cpu)
+    }
+}
+
+/// Linux's scan of a few-CPU mask (`cpus` ascending, as [`CpuMask::as_few`] lists them): the
+/// first CPU below `nr` with the strictly largest positive key.
+#[inline]
+pub(crate) fn best_of_few(cpus: &[u16], nr: usize, key: impl Fn(u32) -> i32) -> Option<u32> {
+    let mut best = Best::NONE;
+    for &cpu in cpus {
+        if usize::from(cpu) >= nr {
+            break;
+        }
+        best.offer(u32::from(cpu), key(u32::from(cpu)));
+    }
+    best.get()
+}
+
+/// The Linux scan: the first CPU of `mask` (below `nr`) with the strictly largest positive key.
+fn scan(mask: &[u64], nr: usize, key: impl Fn(usize) -> i32) -> Option<u32> {
+    let mut best = Best::NONE;
+    for (w, &word) in mask.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let cpu = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if cpu >= nr {
+                return best.get();
+            }
+            best.offer(cpu as u32, key(cpu));
+        }
+    }
+    best.get()
+}
+
 impl CpuIndex {
     /// `nr` CPUs with keys at most `max_key`, every one queued for its first update.
     pub(crate) fn new(nr: usize, max_key: u32) -> Self {
@@ -205,9 +318,20 @@ impl CpuIndex {
                 self.flush_tree(&key);
                 self.best_in(lo, hi)
             }
+            None if mask.as_few().is_some() => {
+                let cpus = mask.as_few().unwrap_or_default();
+                return best_of_few(cpus, self.nr, &key);
+            }
             None => {
+                let words = mask.as_words()?;
+                let words = &words[..words.len().min(self.nr.div_ceil(64))];
+                // Linux's scan, from the matrix's own counts, for a mask this small: the index
+                // is not needed (nor brought up to date).
+                if let Some(best) = scan_small(words, self.nr, |cpu| key(cpu as u32)) {
+                    return best;
+                }
                 self.flush_levels(&key);
-                return self.best_in_words(mask.as_words()?);
+                return self.best_in_words(words);
             }
         };
         best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
@@ -271,14 +395,33 @@ impl CpuIndex {
         (value, (node - self.size) as u32)
     }
 
-    /// The lowest CPU of an irregular mask (as words) with the largest positive key.
+    /// The lowest CPU of an irregular mask (as words, within the machine) with the largest
+    /// positive key.
     fn best_in_words(&self, mask: &[u64]) -> Option<u32> {
-        let mask = &mask[..mask.len().min(self.nr.div_ceil(64))];
-        let weight: usize = mask.iter().map(|w| w.count_ones() as usize).sum();
+        let (few, weight) = few_words(mask);
         // A level word costs about what two CPUs of a scan cost.
         let mut budget = weight / 2 + 8;
+        let mut spend = || {
+            budget = budget.checked_sub(1)?;
+            Some(())
+        };
+        let packed = |cpu: usize| self.level_key[cpu];
         for level in self.levels[1..=self.top].iter().rev() {
             if level.count == 0 {
+                continue;
+            }
+            if let Some((list, len)) = few {
+                // A mask in a few words (a node's cores and their siblings): visit those words
+                // of each level, not all the level's.
+                for &w in &list[..len] {
+                    let hit = level.words[w] & mask[w];
+                    if hit != 0 {
+                        return Some((w * 64) as u32 + hit.trailing_zeros());
+                    }
+                    if spend().is_none() {
+                        return scan(mask, self.nr, packed);
+                    }
+                }
                 continue;
             }
             'level: for (s, &summary) in level.summary.iter().enumerate() {
@@ -293,33 +436,13 @@ impl CpuIndex {
                     if hit != 0 {
                         return Some((w * 64) as u32 + hit.trailing_zeros());
                     }
-                    budget = match budget.checked_sub(1) {
-                        Some(b) => b,
-                        None => return self.scan(mask),
-                    };
+                    if spend().is_none() {
+                        return scan(mask, self.nr, packed);
+                    }
                 }
             }
         }
         None
-    }
-
-    /// The Linux scan, over the levels' packed keys: the first CPU with the strictly largest key.
-    fn scan(&self, mask: &[u64]) -> Option<u32> {
-        let (mut best, mut max) = (None, 0);
-        for (w, &word) in mask.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let cpu = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let Some(&key) = self.level_key.get(cpu) else {
-                    return best;
-                };
-                if key > max {
-                    (max, best) = (key, Some(cpu as u32));
-                }
-            }
-        }
-        best
     }
 
     /// Checks the tree and the levels against `key(cpu)` for every CPU once the queued updates

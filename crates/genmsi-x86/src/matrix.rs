@@ -31,7 +31,7 @@
 //!   global total.
 
 use crate::apic::Vector;
-use crate::best_cpu::CpuIndex;
+use crate::best_cpu::{self, CpuIndex};
 use alloc::vec::Vec;
 use genmsi::CpuMask;
 
@@ -588,6 +588,12 @@ impl VectorMatrix {
             // One CPU: its own counts answer, as Linux's scan of one CPU does.
             let c = self.v.cpus.get(cpu as usize)?;
             return (c.online && c.available > 0).then_some(cpu);
+        }
+        if let Some(cpus) = mask.as_few() {
+            // A few CPUs, listed in the mask (an SMT sibling pair): Linux's scan of them costs
+            // less than bringing the index up to date would.
+            let all = &self.v.cpus;
+            return best_cpu::best_of_few(cpus, all.len(), |cpu| Self::key(all, cpu));
         }
         self.best_indexed(mask)
     }

@@ -290,6 +290,53 @@ fn linux_counts_drift_after_a_managed_reservation_on_an_offline_cpu() {
     linux.check().unwrap();
 }
 
+/// Every way the matrix answers an irregular mask on a big machine, against Linux: a few CPUs
+/// listed in the mask, a small bitmap, a sparse one (scanned), a node's cores and siblings (a
+/// level walk over a few words) and a dense one (a level walk over the summaries), with frees
+/// in between and a CPU going offline and back, which drain some CPUs below the rest.
+#[test]
+fn every_irregular_path_matches_linux_on_a_big_machine() {
+    let cpus = 1024;
+    let (mut ours, mut linux) = (VectorMatrix::new(cpus), LinuxMatrix::new(cpus));
+    let masks = [
+        CpuMask::from_cpus([256, 768]),
+        CpuMask::from_cpus([128, 384, 640, 896]),
+        CpuMask::from_cpus((0..12).map(|i| i * 85 + 7)),
+        CpuMask::from_cpus((0..40).map(|i| i * 25 + 3)),
+        CpuMask::from_cpus((256..288).flat_map(|c| [c, c + 512])),
+        CpuMask::from_cpus((0..cpus).step_by(3)),
+        CpuMask::first_n(cpus),
+    ];
+    assert!(masks[0].as_few().is_some() && masks[2].as_words().is_some());
+    let mut live = Vec::new();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for i in 0..40_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if i == 20_000 {
+            assert_eq!(ours.offline(768), linux.offline(768));
+        }
+        if i == 30_000 {
+            assert_eq!(ours.online(768), linux.online(768));
+        }
+        if seed % 4 == 0 && !live.is_empty() {
+            let (cpu, v) = live.swap_remove((seed >> 8) as usize % live.len());
+            ours.free(cpu, v, false).unwrap();
+            linux.free(cpu, v, false).unwrap();
+            continue;
+        }
+        let m = &masks[(seed >> 4) as usize % masks.len()];
+        let got = ours.alloc(m, false);
+        assert_eq!(got, linux.alloc(m, false), "allocation {i} on {m}");
+        live.extend(got);
+    }
+    for m in &masks {
+        assert_eq!(ours.spread(m), linux.spread(m));
+    }
+    ours.check().unwrap();
+}
+
 #[test]
 fn big_machine_balance_matches_linux() {
     let cpus = 8192;

@@ -1,9 +1,11 @@
 //! CPU masks that cost the same few bytes on 64 CPUs and on 8,192.
 //!
 //! Most interrupts name one CPU, one node (a contiguous block of CPUs) or the whole machine,
-//! so [`CpuMask`] stores those as a range of two numbers. Only an irregular set keeps a bitmap,
-//! and that bitmap sits behind an [`Arc`], so cloning a mask into every descriptor of a device
-//! shares one allocation instead of copying a kilobyte per irq.
+//! so [`CpuMask`] stores those as a range of two numbers. A few scattered CPUs (an SMT sibling
+//! pair, a handful of housekeeping CPUs: up to [`CpuMask::FEW`]) are listed inline. Only a
+//! bigger irregular set keeps a bitmap, and that bitmap sits behind an [`Arc`], so cloning a
+//! mask into every descriptor of a device shares one allocation instead of copying a kilobyte
+//! per irq.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -24,12 +26,21 @@ enum Repr {
         first: u32,
         last: u32,
     },
-    /// An irregular set: never empty, never contiguous (those normalise to the variants above),
-    /// and the last word is never zero.
+    /// 2 to [`CpuMask::FEW`] CPUs, not contiguous: `cpus[..len]`, ascending (CPU numbers are
+    /// below [`MAX_CPUS`] = 2^16).
+    Few {
+        len: u8,
+        cpus: [u16; CpuMask::FEW],
+    },
+    /// An irregular set of more than [`CpuMask::FEW`] CPUs: never contiguous (those normalise
+    /// to the variants above), and the last word is never zero.
     Bits(Arc<[u64]>),
 }
 
 impl CpuMask {
+    /// Irregular masks of at most this many CPUs are listed inline, without a bitmap.
+    pub const FEW: usize = 8;
+
     /// The empty mask.
     pub const fn empty() -> Self {
         CpuMask(Repr::Empty)
@@ -107,6 +118,21 @@ impl CpuMask {
         let last = (words.len() as u32 - 1) * 64 + (63 - words.last().unwrap().leading_zeros());
         if last - first + 1 == weight {
             CpuMask(Repr::Range { first, last })
+        } else if weight as usize <= Self::FEW {
+            let mut cpus = [0; Self::FEW];
+            let listed = words.iter().enumerate().flat_map(|(w, &word)| {
+                (0..64)
+                    .filter(move |b| word & (1 << b) != 0)
+                    .map(move |b| w * 64 + b)
+            });
+            for (slot, cpu) in cpus.iter_mut().zip(listed) {
+                // Below MAX_CPUS = 2^16: `from_cpus` leaves larger numbers out.
+                *slot = cpu as u16;
+            }
+            CpuMask(Repr::Few {
+                len: weight as u8,
+                cpus,
+            })
         } else {
             CpuMask(Repr::Bits(words.into()))
         }
@@ -122,6 +148,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => 0,
             Repr::Range { first, last } => last - first + 1,
+            Repr::Few { len, .. } => u32::from(*len),
             Repr::Bits(w) => w.iter().map(|w| w.count_ones()).sum(),
         }
     }
@@ -131,6 +158,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => false,
             Repr::Range { first, last } => (*first..=*last).contains(&cpu),
+            Repr::Few { .. } => self.few().iter().any(|&c| u32::from(c) == cpu),
             Repr::Bits(w) => w
                 .get((cpu / 64) as usize)
                 .is_some_and(|word| word & (1 << (cpu % 64)) != 0),
@@ -142,6 +170,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => None,
             Repr::Range { first, .. } => Some(*first),
+            Repr::Few { .. } => self.few().first().map(|&c| u32::from(c)),
             Repr::Bits(w) => first_bit(w),
         }
     }
@@ -151,6 +180,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => None,
             Repr::Range { last, .. } => Some(*last),
+            Repr::Few { .. } => self.few().last().map(|&c| u32::from(c)),
             Repr::Bits(w) => {
                 Some((w.len() as u32 - 1) * 64 + (63 - w.last().unwrap().leading_zeros()))
             }
@@ -173,13 +203,28 @@ impl CpuMask {
         }
     }
 
-    /// The bitmap of an irregular mask (CPU `c` is bit `c % 64` of word `c / 64`; the last
-    /// word is never zero); `None` for the empty mask and for ranges, which have no bitmap.
+    /// The bitmap of an irregular mask of more than [`CpuMask::FEW`] CPUs (CPU `c` is bit
+    /// `c % 64` of word `c / 64`; the last word is never zero); `None` for the empty mask,
+    /// ranges and the few-CPU masks of [`CpuMask::as_few`], which have no bitmap.
     pub fn as_words(&self) -> Option<&[u64]> {
         match &self.0 {
             Repr::Bits(w) => Some(w),
             _ => None,
         }
+    }
+
+    /// The CPUs of an irregular mask of at most [`CpuMask::FEW`] CPUs, ascending; `None` for
+    /// every other mask.
+    pub fn as_few(&self) -> Option<&[u16]> {
+        match &self.0 {
+            Repr::Few { len, cpus } => cpus.get(..usize::from(*len)),
+            _ => None,
+        }
+    }
+
+    /// The listed CPUs of a few-CPU mask; empty for every other mask.
+    fn few(&self) -> &[u16] {
+        self.as_few().unwrap_or(&[])
     }
 
     /// The lowest CPU of the mask that is `>= from`.
@@ -190,6 +235,11 @@ impl CpuMask {
                 let c = from.max(*first);
                 (c <= *last).then_some(c)
             }
+            Repr::Few { .. } => self
+                .few()
+                .iter()
+                .map(|&c| u32::from(c))
+                .find(|&c| c >= from),
             Repr::Bits(w) => {
                 let mut i = (from / 64) as usize;
                 if i >= w.len() {
@@ -228,6 +278,12 @@ impl CpuMask {
                 let to = (*last).min(hi) - lo;
                 (u64::MAX >> (63 - to)) & (u64::MAX << from)
             }
+            Repr::Few { .. } => self
+                .few()
+                .iter()
+                .map(|&c| u32::from(c))
+                .filter(|c| c / 64 == i)
+                .fold(0, |word, c| word | 1 << (c % 64)),
             Repr::Bits(w) => w.get(i as usize).copied().unwrap_or(0),
         }
     }
@@ -314,7 +370,8 @@ impl CpuMask {
         lo <= hi && (lo / 64..=hi / 64).any(|i| self.word(i) & other.word(i) != 0)
     }
 
-    /// Heap bytes this mask owns (0 unless it is an irregular set; shared clones count once each).
+    /// Heap bytes this mask owns (0 unless it is an irregular set of more than
+    /// [`CpuMask::FEW`] CPUs; shared clones count once each).
     pub fn heap_bytes(&self) -> usize {
         match &self.0 {
             Repr::Bits(w) => w.len() * 8,
@@ -429,6 +486,29 @@ mod tests {
         assert_eq!(CpuMask::range(64, 127).heap_bytes(), 0);
         assert_eq!(CpuMask::from_cpus(0..8192).as_range(), Some((0, 8191)));
         assert!(core::mem::size_of::<CpuMask>() <= 24);
+    }
+
+    #[test]
+    fn a_few_scattered_cpus_are_listed_inline() {
+        let pair = CpuMask::from_cpus([8000, 3]);
+        assert_eq!(pair.as_few(), Some(&[3u16, 8000][..]));
+        assert_eq!((pair.heap_bytes(), pair.weight()), (0, 2));
+        assert_eq!((pair.first(), pair.last()), (Some(3), Some(8000)));
+        assert_eq!(pair.next_from(4), Some(8000));
+        assert!(pair.contains(8000) && !pair.contains(8001) && !pair.contains(3 + 65_536));
+        assert_eq!(format!("{pair}"), "3,8000");
+        let eight = CpuMask::from_cpus((0..8).map(|i| i * 1000));
+        assert_eq!(eight.as_few().map(<[u16]>::len), Some(8));
+        let nine = eight.with(8500);
+        assert_eq!((nine.as_few(), nine.weight()), (None, 9));
+        assert!(nine.as_words().is_some());
+        // Back to eight (inline) and to a range: every set has one representation.
+        assert_eq!(nine.without(8500), eight);
+        assert_eq!(CpuMask::from_cpus([4, 6]).with(5), CpuMask::range(4, 6));
+        assert_eq!(
+            CpuMask::from_cpus([65_535, 1]).as_few(),
+            Some(&[1u16, 65_535][..])
+        );
     }
 
     #[test]
