@@ -95,8 +95,9 @@ pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
         ),
         ("random-half", half, vec![]),
         // A CPU and its SMT sibling (Linux numbers siblings half the machine apart), a few
-        // CPUs scattered over the machine, and a node's cores with their siblings: small or
-        // split irregular masks, which a scan finishes quickly.
+        // CPUs scattered over the machine, the first CPU of every node (a housekeeping CPU
+        // per node), and a node's cores with their siblings: small, sparse or split irregular
+        // masks.
         (
             "smt-pair",
             CpuMask::from_cpus([first, first + cpus / 2]),
@@ -105,6 +106,11 @@ pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
         (
             "scattered-4",
             CpuMask::from_cpus((0..4).map(|i| (2 * i + 1) * cpus / 8)),
+            vec![],
+        ),
+        (
+            "node-firsts",
+            CpuMask::from_cpus((0..cpus).step_by(node as usize)),
             vec![],
         ),
         (

@@ -173,6 +173,7 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
             "random-half",
             "smt-pair",
             "scattered-4",
+            "node-firsts",
             "smt-node",
             "machine-1%-offline"
         ]

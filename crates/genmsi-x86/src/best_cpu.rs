@@ -76,28 +76,22 @@ impl fmt::Debug for CpuIndex {
     }
 }
 
-/// Irregular masks of at most this many CPUs are answered by Linux's scan over the matrix's own
+/// Bitmap masks of at most this many CPUs are answered by Linux's scan over the matrix's own
 /// counts: visiting that many CPUs costs less than bringing the levels up to date and walking
-/// them (a dozen scattered housekeeping CPUs, on a machine of any size).
+/// them. (Sparse masks, such as one CPU per node, come as lists: see [`best_of_few`].)
 const SCAN_DIRECT: u32 = 16;
-/// ... and so are sparse masks of up to this many: at most [`SPARSE_PER_WORD`] CPUs per word
-/// on average beyond [`SCAN_DIRECT`] (one CPU per socket, a CPU every 64), whose CPUs each
-/// cost a level walk about a word visit per level.
-const SCAN_SPARSE: u32 = 64;
-const SPARSE_PER_WORD: u32 = 4;
 
-/// [`scan`] for a small or sparse mask (see [`SCAN_DIRECT`], [`SCAN_SPARSE`]), in the same pass
-/// that counts its CPUs: `None` for any other mask, found before a word that breaks the rule
-/// has any of its keys read (a dense mask: at its first word).
+/// [`scan`] for a mask of at most [`SCAN_DIRECT`] CPUs, in the same pass that counts them:
+/// `None` for a bigger mask, found before the keys of more than [`SCAN_DIRECT`] CPUs are read
+/// (a dense mask: at its first word).
 fn scan_small(mask: &[u64], nr: usize, key: impl Fn(usize) -> i32) -> Option<Option<u32>> {
-    let (mut best, mut seen, mut words) = (Best::NONE, 0, 0);
+    let (mut best, mut seen) = (Best::NONE, 0);
     for (w, &word) in mask.iter().enumerate() {
         if word == 0 {
             continue;
         }
         seen += word.count_ones();
-        words += 1;
-        if seen > SCAN_DIRECT + SPARSE_PER_WORD * words || seen > SCAN_SPARSE {
+        if seen > SCAN_DIRECT {
             return None;
         }
         let mut bits = word;
@@ -158,7 +152,7 @@ impl Best {
     }
 }
 
-/// Linux's scan of a few-CPU mask (`cpus` ascending, as [`CpuMask::as_few`] lists them): the
+/// Linux's scan of a listed mask (`cpus` ascending, as [`CpuMask::as_list`] gives them): the
 /// first CPU below `nr` with the strictly largest positive key.
 #[inline]
 pub(crate) fn best_of_few(cpus: &[u16], nr: usize, key: impl Fn(u32) -> i32) -> Option<u32> {
@@ -318,8 +312,8 @@ impl CpuIndex {
                 self.flush_tree(&key);
                 self.best_in(lo, hi)
             }
-            None if mask.as_few().is_some() => {
-                let cpus = mask.as_few().unwrap_or_default();
+            None if mask.as_list().is_some() => {
+                let cpus = mask.as_list().unwrap_or_default();
                 return best_of_few(cpus, self.nr, &key);
             }
             None => {

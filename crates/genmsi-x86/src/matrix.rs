@@ -589,9 +589,10 @@ impl VectorMatrix {
             let c = self.v.cpus.get(cpu as usize)?;
             return (c.online && c.available > 0).then_some(cpu);
         }
-        if let Some(cpus) = mask.as_few() {
-            // A few CPUs, listed in the mask (an SMT sibling pair): Linux's scan of them costs
-            // less than bringing the index up to date would.
+        if let Some(cpus) = mask.as_list() {
+            // CPUs the mask lists (an SMT sibling pair, one CPU per node: at most
+            // `CpuMask::LIST`): Linux's scan of them costs less than bringing the index up to
+            // date would, and the list spares it the bitmap walk.
             let all = &self.v.cpus;
             return best_cpu::best_of_few(cpus, all.len(), |cpu| Self::key(all, cpu));
         }

@@ -2,10 +2,11 @@
 //!
 //! Most interrupts name one CPU, one node (a contiguous block of CPUs) or the whole machine,
 //! so [`CpuMask`] stores those as a range of two numbers. A few scattered CPUs (an SMT sibling
-//! pair, a handful of housekeeping CPUs: up to [`CpuMask::FEW`]) are listed inline. Only a
-//! bigger irregular set keeps a bitmap, and that bitmap sits behind an [`Arc`], so cloning a
-//! mask into every descriptor of a device shares one allocation instead of copying a kilobyte
-//! per irq.
+//! pair, a handful of housekeeping CPUs: up to [`CpuMask::FEW`]) are listed inline, and a
+//! sparse set of up to [`CpuMask::LIST`] CPUs (one CPU per node) as a list of CPU numbers,
+//! which is then smaller than its bitmap. Only other irregular sets keep a bitmap. Lists and
+//! bitmaps sit behind an [`Arc`], so cloning a mask into every descriptor of a device shares
+//! one allocation instead of copying a kilobyte per irq.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -32,14 +33,19 @@ enum Repr {
         len: u8,
         cpus: [u16; CpuMask::FEW],
     },
-    /// An irregular set of more than [`CpuMask::FEW`] CPUs: never contiguous (those normalise
-    /// to the variants above), and the last word is never zero.
+    /// More than [`CpuMask::FEW`] and at most [`CpuMask::LIST`] CPUs, not contiguous, ascending,
+    /// fewer than 4 per word of the bitmap (2 bytes a CPU, less than the bitmap's 8 a word).
+    List(Arc<[u16]>),
+    /// Any other irregular set: never contiguous (those normalise to the variants above), and
+    /// the last word is never zero.
     Bits(Arc<[u64]>),
 }
 
 impl CpuMask {
     /// Irregular masks of at most this many CPUs are listed inline, without a bitmap.
     pub const FEW: usize = 8;
+    /// Sparse irregular masks of at most this many CPUs are listed (see the module docs).
+    pub const LIST: usize = 256;
 
     /// The empty mask.
     pub const fn empty() -> Self {
@@ -117,22 +123,28 @@ impl CpuMask {
         let first = first_bit(&words).expect("non-empty bitmap");
         let last = (words.len() as u32 - 1) * 64 + (63 - words.last().unwrap().leading_zeros());
         if last - first + 1 == weight {
-            CpuMask(Repr::Range { first, last })
-        } else if weight as usize <= Self::FEW {
-            let mut cpus = [0; Self::FEW];
-            let listed = words.iter().enumerate().flat_map(|(w, &word)| {
+            return CpuMask(Repr::Range { first, last });
+        }
+        // Below MAX_CPUS = 2^16: `from_cpus` leaves larger numbers out.
+        let listed = || {
+            words.iter().enumerate().flat_map(|(w, &word)| {
                 (0..64)
                     .filter(move |b| word & (1 << b) != 0)
-                    .map(move |b| w * 64 + b)
-            });
-            for (slot, cpu) in cpus.iter_mut().zip(listed) {
-                // Below MAX_CPUS = 2^16: `from_cpus` leaves larger numbers out.
-                *slot = cpu as u16;
+                    .map(move |b| (w * 64 + b) as u16)
+            })
+        };
+        let weight = weight as usize;
+        if weight <= Self::FEW {
+            let mut cpus = [0; Self::FEW];
+            for (slot, cpu) in cpus.iter_mut().zip(listed()) {
+                *slot = cpu;
             }
             CpuMask(Repr::Few {
                 len: weight as u8,
                 cpus,
             })
+        } else if weight <= Self::LIST && weight < 4 * words.len() {
+            CpuMask(Repr::List(listed().collect()))
         } else {
             CpuMask(Repr::Bits(words.into()))
         }
@@ -149,6 +161,7 @@ impl CpuMask {
             Repr::Empty => 0,
             Repr::Range { first, last } => last - first + 1,
             Repr::Few { len, .. } => u32::from(*len),
+            Repr::List(l) => l.len() as u32,
             Repr::Bits(w) => w.iter().map(|w| w.count_ones()).sum(),
         }
     }
@@ -158,7 +171,9 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => false,
             Repr::Range { first, last } => (*first..=*last).contains(&cpu),
-            Repr::Few { .. } => self.few().iter().any(|&c| u32::from(c) == cpu),
+            Repr::Few { .. } | Repr::List(_) => {
+                u16::try_from(cpu).is_ok_and(|cpu| self.list().binary_search(&cpu).is_ok())
+            }
             Repr::Bits(w) => w
                 .get((cpu / 64) as usize)
                 .is_some_and(|word| word & (1 << (cpu % 64)) != 0),
@@ -170,7 +185,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => None,
             Repr::Range { first, .. } => Some(*first),
-            Repr::Few { .. } => self.few().first().map(|&c| u32::from(c)),
+            Repr::Few { .. } | Repr::List(_) => self.list().first().map(|&c| u32::from(c)),
             Repr::Bits(w) => first_bit(w),
         }
     }
@@ -180,7 +195,7 @@ impl CpuMask {
         match &self.0 {
             Repr::Empty => None,
             Repr::Range { last, .. } => Some(*last),
-            Repr::Few { .. } => self.few().last().map(|&c| u32::from(c)),
+            Repr::Few { .. } | Repr::List(_) => self.list().last().map(|&c| u32::from(c)),
             Repr::Bits(w) => {
                 Some((w.len() as u32 - 1) * 64 + (63 - w.last().unwrap().leading_zeros()))
             }
@@ -203,9 +218,9 @@ impl CpuMask {
         }
     }
 
-    /// The bitmap of an irregular mask of more than [`CpuMask::FEW`] CPUs (CPU `c` is bit
-    /// `c % 64` of word `c / 64`; the last word is never zero); `None` for the empty mask,
-    /// ranges and the few-CPU masks of [`CpuMask::as_few`], which have no bitmap.
+    /// The bitmap of an irregular mask (CPU `c` is bit `c % 64` of word `c / 64`; the last
+    /// word is never zero); `None` for the empty mask, ranges and the listed masks of
+    /// [`CpuMask::as_list`], which have no bitmap.
     pub fn as_words(&self) -> Option<&[u64]> {
         match &self.0 {
             Repr::Bits(w) => Some(w),
@@ -213,18 +228,20 @@ impl CpuMask {
         }
     }
 
-    /// The CPUs of an irregular mask of at most [`CpuMask::FEW`] CPUs, ascending; `None` for
-    /// every other mask.
-    pub fn as_few(&self) -> Option<&[u16]> {
+    /// The CPUs of an irregular mask kept as a list, ascending: up to [`CpuMask::FEW`] CPUs,
+    /// or a sparse set of up to [`CpuMask::LIST`] (see the module docs); `None` for every
+    /// other mask.
+    pub fn as_list(&self) -> Option<&[u16]> {
         match &self.0 {
             Repr::Few { len, cpus } => cpus.get(..usize::from(*len)),
+            Repr::List(l) => Some(l),
             _ => None,
         }
     }
 
-    /// The listed CPUs of a few-CPU mask; empty for every other mask.
-    fn few(&self) -> &[u16] {
-        self.as_few().unwrap_or(&[])
+    /// The CPUs of a listed mask; empty for every other mask.
+    fn list(&self) -> &[u16] {
+        self.as_list().unwrap_or(&[])
     }
 
     /// The lowest CPU of the mask that is `>= from`.
@@ -235,11 +252,11 @@ impl CpuMask {
                 let c = from.max(*first);
                 (c <= *last).then_some(c)
             }
-            Repr::Few { .. } => self
-                .few()
-                .iter()
-                .map(|&c| u32::from(c))
-                .find(|&c| c >= from),
+            Repr::Few { .. } | Repr::List(_) => {
+                let list = self.list();
+                let at = list.partition_point(|&c| u32::from(c) < from);
+                list.get(at).map(|&c| u32::from(c))
+            }
             Repr::Bits(w) => {
                 let mut i = (from / 64) as usize;
                 if i >= w.len() {
@@ -262,6 +279,7 @@ impl CpuMask {
         Iter {
             mask: self,
             next: self.first(),
+            listed: self.list().iter(),
         }
     }
 
@@ -278,12 +296,15 @@ impl CpuMask {
                 let to = (*last).min(hi) - lo;
                 (u64::MAX >> (63 - to)) & (u64::MAX << from)
             }
-            Repr::Few { .. } => self
-                .few()
-                .iter()
-                .map(|&c| u32::from(c))
-                .filter(|c| c / 64 == i)
-                .fold(0, |word, c| word | 1 << (c % 64)),
+            Repr::Few { .. } | Repr::List(_) => {
+                let list = self.list();
+                let at = list.partition_point(|&c| u32::from(c) / 64 < i);
+                list[at..]
+                    .iter()
+                    .map(|&c| u32::from(c))
+                    .take_while(|c| c / 64 == i)
+                    .fold(0, |word, c| word | 1 << (c % 64))
+            }
             Repr::Bits(w) => w.get(i as usize).copied().unwrap_or(0),
         }
     }
@@ -375,6 +396,7 @@ impl CpuMask {
     pub fn heap_bytes(&self) -> usize {
         match &self.0 {
             Repr::Bits(w) => w.len() * 8,
+            Repr::List(l) => l.len() * 2,
             _ => 0,
         }
     }
@@ -420,11 +442,16 @@ fn first_bit(words: &[u64]) -> Option<u32> {
 pub struct Iter<'a> {
     mask: &'a CpuMask,
     next: Option<u32>,
+    /// The CPUs of a listed mask, walked in place.
+    listed: core::slice::Iter<'a, u16>,
 }
 
 impl Iterator for Iter<'_> {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
+        if self.mask.as_list().is_some() {
+            return self.listed.next().map(|&c| u32::from(c));
+        }
         let cpu = self.next?;
         self.next = cpu.checked_add(1).and_then(|n| self.mask.next_from(n));
         Some(cpu)
@@ -491,24 +518,53 @@ mod tests {
     #[test]
     fn a_few_scattered_cpus_are_listed_inline() {
         let pair = CpuMask::from_cpus([8000, 3]);
-        assert_eq!(pair.as_few(), Some(&[3u16, 8000][..]));
+        assert_eq!(pair.as_list(), Some(&[3u16, 8000][..]));
         assert_eq!((pair.heap_bytes(), pair.weight()), (0, 2));
         assert_eq!((pair.first(), pair.last()), (Some(3), Some(8000)));
         assert_eq!(pair.next_from(4), Some(8000));
         assert!(pair.contains(8000) && !pair.contains(8001) && !pair.contains(3 + 65_536));
         assert_eq!(format!("{pair}"), "3,8000");
         let eight = CpuMask::from_cpus((0..8).map(|i| i * 1000));
-        assert_eq!(eight.as_few().map(<[u16]>::len), Some(8));
+        assert_eq!(eight.as_list().map(<[u16]>::len), Some(8));
+        // Nine CPUs 1,000 apart: a list of 18 bytes, not a bitmap of 1,064.
         let nine = eight.with(8500);
-        assert_eq!((nine.as_few(), nine.weight()), (None, 9));
-        assert!(nine.as_words().is_some());
+        assert!(matches!(nine.0, Repr::List(_)));
+        assert_eq!(
+            (nine.weight(), nine.heap_bytes(), nine.as_words()),
+            (9, 18, None)
+        );
+        assert_eq!(
+            (nine.next_from(7001), nine.word(132)),
+            (Some(8500), 1 << (8500 % 64))
+        );
+        assert!(nine.contains(8500) && !nine.contains(8499) && nine.is_subset(&nine.with(1)));
+        // Nine neighbours are four or more per word: a bitmap.
+        let dense = CpuMask::from_cpus((0..9).map(|i| 100 + 2 * i));
+        assert_eq!((dense.as_list(), dense.weight()), (None, 9));
+        assert!(dense.as_words().is_some());
+        // 257 sparse CPUs are more than a list holds.
+        let sparse = |n: u32| CpuMask::from_cpus((0..n).map(|i| i * 200));
+        assert!(sparse(256).as_list().is_some() && sparse(257).as_words().is_some());
         // Back to eight (inline) and to a range: every set has one representation.
         assert_eq!(nine.without(8500), eight);
+        assert_eq!(
+            dense.without(100),
+            CpuMask::from_cpus((1..9).map(|i| 100 + 2 * i))
+        );
         assert_eq!(CpuMask::from_cpus([4, 6]).with(5), CpuMask::range(4, 6));
         assert_eq!(
-            CpuMask::from_cpus([65_535, 1]).as_few(),
+            CpuMask::from_cpus([65_535, 1]).as_list(),
             Some(&[1u16, 65_535][..])
         );
+    }
+
+    /// Whether two masks share one heap allocation.
+    fn shared(a: &CpuMask, b: &CpuMask) -> bool {
+        match (&a.0, &b.0) {
+            (Repr::Bits(x), Repr::Bits(y)) => Arc::ptr_eq(x, y),
+            (Repr::List(x), Repr::List(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        }
     }
 
     #[test]
@@ -517,11 +573,11 @@ mod tests {
         let online = CpuMask::from_cpus((0..8192).filter(|&c| c != 5000));
         let cut = node.and(&online);
         assert_eq!(cut, node);
-        assert!(matches!((&cut.0, &node.0), (Repr::Bits(a), Repr::Bits(b)) if Arc::ptr_eq(a, b)));
+        assert!(shared(&cut, &node));
         let mut interner = MaskInterner::default();
         let a = interner.intern(CpuMask::range(4990, 5010).and(&online));
         let b = interner.intern(CpuMask::range(4990, 5010).and(&online));
-        assert!(matches!((&a.0, &b.0), (Repr::Bits(x), Repr::Bits(y)) if Arc::ptr_eq(x, y)));
+        assert!(shared(&a, &b) && a.heap_bytes() > 0);
     }
 
     #[test]
