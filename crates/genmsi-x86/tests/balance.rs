@@ -290,6 +290,13 @@ fn linux_counts_drift_after_a_managed_reservation_on_an_offline_cpu() {
     linux.check().unwrap();
 }
 
+/// A seeded xorshift step: the workloads are the same on every run.
+fn xorshift(seed: &mut u64) {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+}
+
 /// Every way the matrix answers an irregular mask on a big machine, against Linux: CPUs listed
 /// in the mask (a few inline, or a sparse set), a small bitmap (scanned), a node's cores and
 /// siblings (a level walk over a few words) and a dense bitmap (a level walk over the
@@ -314,9 +321,7 @@ fn every_irregular_path_matches_linux_on_a_big_machine() {
     let mut live = Vec::new();
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     for i in 0..40_000u32 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         if i == 20_000 {
             assert_eq!(ours.offline(768), linux.offline(768));
         }
@@ -351,9 +356,7 @@ fn big_machine_balance_matches_linux() {
     ];
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for i in 0..5_000u32 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         let m = &masks[(seed % 3) as usize];
         assert_eq!(
             ours.alloc(m, false),
