@@ -276,11 +276,16 @@ impl CpuMask {
 
     /// The CPUs of the mask, lowest first.
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            mask: self,
-            next: self.first(),
-            listed: self.list().iter(),
-        }
+        Iter(match &self.0 {
+            Repr::Empty => Walk::Range(1..=0),
+            Repr::Range { first, last } => Walk::Range(*first..=*last),
+            Repr::Few { .. } | Repr::List(_) => Walk::Listed(self.list().iter()),
+            Repr::Bits(w) => Walk::Bits {
+                words: w,
+                at: 0,
+                bits: w.first().copied().unwrap_or(0),
+            },
+        })
     }
 
     /// Word `i` of the mask as a bitmap (CPUs `64 * i..64 * i + 64`).
@@ -439,22 +444,37 @@ fn first_bit(words: &[u64]) -> Option<u32> {
 
 /// Iterator over the CPUs of a [`CpuMask`].
 #[derive(Debug)]
-pub struct Iter<'a> {
-    mask: &'a CpuMask,
-    next: Option<u32>,
-    /// The CPUs of a listed mask, walked in place.
-    listed: core::slice::Iter<'a, u16>,
+pub struct Iter<'a>(Walk<'a>);
+
+/// How [`Iter`] walks each representation.
+#[derive(Debug)]
+enum Walk<'a> {
+    Range(core::ops::RangeInclusive<u32>),
+    Listed(core::slice::Iter<'a, u16>),
+    /// Word `at` of `words`, with the CPUs already returned cleared from `bits`.
+    Bits {
+        words: &'a [u64],
+        at: usize,
+        bits: u64,
+    },
 }
 
 impl Iterator for Iter<'_> {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
-        if self.mask.as_list().is_some() {
-            return self.listed.next().map(|&c| u32::from(c));
+        match &mut self.0 {
+            Walk::Range(r) => r.next(),
+            Walk::Listed(l) => l.next().map(|&c| u32::from(c)),
+            Walk::Bits { words, at, bits } => {
+                while *bits == 0 {
+                    *at += 1;
+                    *bits = *words.get(*at)?;
+                }
+                let cpu = *at as u32 * 64 + bits.trailing_zeros();
+                *bits &= *bits - 1;
+                Some(cpu)
+            }
         }
-        let cpu = self.next?;
-        self.next = cpu.checked_add(1).and_then(|n| self.mask.next_from(n));
-        Some(cpu)
     }
 }
 
