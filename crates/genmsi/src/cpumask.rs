@@ -277,7 +277,7 @@ impl CpuMask {
     /// The CPUs of the mask, lowest first.
     pub fn iter(&self) -> Iter<'_> {
         Iter(match &self.0 {
-            Repr::Empty => Walk::Range(1..=0),
+            Repr::Empty => Walk::Listed([].iter()),
             Repr::Range { first, last } => Walk::Range(*first..=*last),
             Repr::Few { .. } | Repr::List(_) => Walk::Listed(self.list().iter()),
             Repr::Bits(w) => Walk::Bits {
