@@ -225,6 +225,73 @@ impl Default for MatrixConfig {
     }
 }
 
+/// The CPUs' records, one cache line each, with one unused line after every 64 CPUs: CPUs 64
+/// apart (one per node, a common mask) would otherwise sit 4 KiB apart, all in one set of the
+/// level-1 cache, and a scan of them would miss on every CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PerCpu {
+    lines: Vec<CpuVectors>,
+    nr: usize,
+}
+
+impl PerCpu {
+    fn new(nr: usize, cpu: CpuVectors) -> Self {
+        PerCpu {
+            lines: alloc::vec![cpu; Self::slot(nr)],
+            nr,
+        }
+    }
+
+    #[inline(always)]
+    fn slot(cpu: usize) -> usize {
+        cpu + cpu / 64
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nr
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, cpu: usize) -> Option<&CpuVectors> {
+        (cpu < self.nr).then(|| &self.lines[Self::slot(cpu)])
+    }
+
+    pub(crate) fn first(&self) -> Option<&CpuVectors> {
+        self.get(0)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &CpuVectors> {
+        (0..self.nr).map(|c| &self.lines[Self::slot(c)])
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut CpuVectors> {
+        // The unused lines are the 65th of every 65 lines.
+        self.lines
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| i % 65 != 64)
+            .map(|(_, c)| c)
+    }
+}
+
+impl core::ops::Index<usize> for PerCpu {
+    type Output = CpuVectors;
+    #[inline]
+    fn index(&self, cpu: usize) -> &CpuVectors {
+        // Callers check `cpu` (`check_cpu`, `get`); a release build leaves the check to them.
+        debug_assert!(cpu < self.nr, "CPU {cpu} beyond the matrix");
+        &self.lines[Self::slot(cpu)]
+    }
+}
+
+impl core::ops::IndexMut<usize> for PerCpu {
+    #[inline]
+    fn index_mut(&mut self, cpu: usize) -> &mut CpuVectors {
+        debug_assert!(cpu < self.nr, "CPU {cpu} beyond the matrix");
+        &mut self.lines[Self::slot(cpu)]
+    }
+}
+
 /// How a CPU's `available` count follows managed reservations made or removed while the CPU is
 /// offline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +312,7 @@ pub(crate) enum Counts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Vectors {
     pub(crate) cfg: MatrixConfig,
-    pub(crate) cpus: Vec<CpuVectors>,
+    pub(crate) cpus: PerCpu,
     /// Per CPU, the vectors set aside for managed irqs.
     pub(crate) managed: Vec<VectorSet>,
     pub(crate) system: VectorSet,
@@ -266,7 +333,7 @@ impl Vectors {
         };
         Vectors {
             cfg,
-            cpus: alloc::vec![cpu; nr_cpus as usize],
+            cpus: PerCpu::new(nr_cpus as usize, cpu),
             managed: alloc::vec![VectorSet::default(); nr_cpus as usize],
             system: VectorSet::default(),
             blocked: VectorSet::outside(cfg.first.0, cfg.end),
@@ -518,7 +585,7 @@ impl Vectors {
         }
         self.system.insert(v.0);
         self.blocked.insert(v.0);
-        for c in &mut self.cpus {
+        for c in self.cpus.iter_mut() {
             c.available = c.available.wrapping_sub(1);
             if c.online {
                 self.global_available = self.global_available.wrapping_sub(1);
@@ -569,7 +636,7 @@ impl VectorMatrix {
     }
 
     /// The key the index keeps for `cpu`: its available vectors, -1 when offline.
-    fn key(cpus: &[CpuVectors], cpu: u32) -> i32 {
+    fn key(cpus: &PerCpu, cpu: u32) -> i32 {
         let c = &cpus[cpu as usize];
         if c.online {
             c.available as i32
