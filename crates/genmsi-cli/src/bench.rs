@@ -43,6 +43,9 @@ enum Which {
         /// The short run of the test command (seconds).
         #[arg(long)]
         short: bool,
+        /// Only these shapes (by name, as the report names them; repeatable).
+        #[arg(long = "shape")]
+        shapes: Vec<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -97,13 +100,22 @@ pub fn run(args: BenchArgs) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Which::Matrix { cpus, short, json } => {
+        Which::Matrix {
+            cpus,
+            short,
+            shapes,
+            json,
+        } => {
             let size = if short {
                 bench_matrix::Size::SHORT
             } else {
                 bench_matrix::Size::FULL
             };
-            report(bench_matrix::run(cpus, size), json, bench_matrix::print)
+            report(
+                bench_matrix::run(cpus, size, &shapes),
+                json,
+                bench_matrix::print,
+            )
         }
         Which::Scale {
             cpus,

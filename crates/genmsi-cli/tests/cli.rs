@@ -191,6 +191,15 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
     assert!(v["min_speedup"].is_number() && v["machine_speedup"].is_number());
     let out = genmsi(&["bench", "matrix", "--cpus", "0"]);
     assert_ne!(out.status.code(), Some(0), "0 CPUs is refused");
+    // One shape alone: no machine-wide figure; an unknown name is refused with the list.
+    let one = bench_json(&[
+        "bench", "matrix", "--cpus", "256", "--short", "--shape", "smt-pair", "--json",
+    ]);
+    assert_eq!(one["shapes"].as_array().unwrap().len(), 1);
+    assert!(one["machine_speedup"].is_null() && one["min_speedup"].is_number());
+    let out = genmsi(&["bench", "matrix", "--shape", "nope"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node-firsts"));
 }
 
 #[test]
