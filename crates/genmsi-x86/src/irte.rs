@@ -303,11 +303,17 @@ impl InvDescriptor {
 
     /// The entries the descriptor covers.
     pub fn covers(&self, entry: u32) -> bool {
+        self.entries().is_none_or(|r| r.contains(&entry))
+    }
+
+    /// The entries an index-selective descriptor covers; `None` for a global one (all).
+    pub fn entries(&self) -> Option<core::ops::Range<u32>> {
         match *self {
-            InvDescriptor::IecGlobal => true,
+            InvDescriptor::IecGlobal => None,
             InvDescriptor::IecIndex { index, mask } => {
-                let size = 1u32 << mask;
-                (u32::from(index)..u32::from(index) + size).contains(&entry)
+                // A mask past 31 (not a VT-d value: IM is 5 bits) covers everything above.
+                let size = 1u32.checked_shl(u32::from(mask)).unwrap_or(u32::MAX);
+                Some(u32::from(index)..u32::from(index).saturating_add(size))
             }
         }
     }
