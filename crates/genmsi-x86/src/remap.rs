@@ -496,3 +496,28 @@ impl IrUnit {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_selective_invalidation_drops_only_the_entries_it_covers() {
+        let mut unit = IrUnit::default();
+        for i in 0..16 {
+            unit.cache.insert(i, [u64::from(i), 0]);
+        }
+        // 2^2 entries from 4: 4..=7 (VT-d 6.5.2.7, index mask).
+        unit.invalidate(InvDescriptor::IecIndex { index: 4, mask: 2 });
+        let left: Vec<u32> = unit.cache.keys().copied().collect();
+        assert_eq!(left, [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]);
+        unit.invalidate(InvDescriptor::IecIndex { index: 15, mask: 0 });
+        assert_eq!(unit.cache.len(), 11);
+        // A mask no VT-d unit takes covers the rest of the table, without overflowing.
+        unit.invalidate(InvDescriptor::IecIndex { index: 9, mask: 40 });
+        let left: Vec<u32> = unit.cache.keys().copied().collect();
+        assert_eq!(left, [0, 1, 2, 3, 8]);
+        unit.invalidate(InvDescriptor::IecGlobal);
+        assert!(unit.cache.is_empty());
+    }
+}
