@@ -215,6 +215,11 @@ impl<M: Matrix> Side<M> {
     }
 }
 
+/// A heap block of a seeded 64 bytes to 4 KiB, kept while a machine lives (see `run`).
+fn spacer(rng: &mut Rng) -> Vec<u8> {
+    Vec::with_capacity(64 * (1 + (rng.next() % 64) as usize))
+}
+
 /// The median of per-round figures.
 fn median(mut rounds: Vec<f64>) -> f64 {
     rounds.sort_by(f64::total_cmp);
@@ -239,10 +244,10 @@ pub struct Size {
 }
 
 impl Size {
-    /// The full run: 4 machines of 5 rounds of at least 2 ms and a burst of 10,000.
+    /// The full run: 8 machines of 3 rounds of at least 2 ms and a burst of 10,000.
     pub const FULL: Size = Size {
-        machines: 4,
-        rounds: 5,
+        machines: 8,
+        rounds: 3,
         steps: 2000,
         round: Duration::from_millis(2),
         burst: 10_000,
@@ -275,10 +280,14 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
         // happened to put one side's memory does not decide the comparison.
         let (mut ours_rounds, mut linux_rounds) = (Vec::new(), Vec::new());
         let mut spreads = (0, 0);
+        let mut placement = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(cpus));
         for machine in 0..size.machines {
-            // Each side on the heap, at a fresh address per machine: a side whose hot counters
-            // happen to share their low 12 address bits with its CPU records (4 KiB aliasing,
-            // a stall on every allocation) is then one machine of several, not the whole shape.
+            // Each side on the heap, behind a seeded spacer of 64 bytes to 4 KiB, so that every
+            // machine of a shape has its own placement (freed machines of the same sizes would
+            // otherwise come back at the same addresses). A side whose hot counters share their
+            // low 12 address bits with its CPU records (4 KiB aliasing, a stall on every
+            // allocation) is then one machine of several, not the whole shape or the whole run.
+            let mut spacers = Vec::new();
             let new_ours = || {
                 let m = VectorMatrix::new(cpus);
                 Side::new(m, cpus, &offline, size.steps, size.burst).map(Box::new)
@@ -288,10 +297,14 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
                 Side::new(m, cpus, &offline, size.steps, size.burst).map(Box::new)
             };
             let (mut ours, mut linux) = if machine % 2 == 0 {
+                spacers.push(spacer(&mut placement));
                 let o = new_ours()?;
+                spacers.push(spacer(&mut placement));
                 (o, new_linux()?)
             } else {
+                spacers.push(spacer(&mut placement));
                 let l = new_linux()?;
+                spacers.push(spacer(&mut placement));
                 (new_ours()?, l)
             };
             // A burst takes at most half of what the mask has left beside the 64 allocations
@@ -317,6 +330,8 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
                 ours.end_round();
                 linux.end_round();
             }
+            // The spacers live as long as the machines (and are not optimised away).
+            std::hint::black_box(&spacers);
             ours_rounds.append(&mut ours.rounds);
             linux_rounds.append(&mut linux.rounds);
             spreads = (ours.m.spread(&mask), linux.m.spread(&mask));

@@ -76,37 +76,6 @@ impl fmt::Debug for CpuIndex {
     }
 }
 
-/// Bitmap masks of at most this many CPUs are answered by Linux's scan over the matrix's own
-/// counts: visiting that many CPUs costs less than bringing the levels up to date and walking
-/// them. (Sparse masks, such as one CPU per node, come as lists: see [`best_of_few`].)
-const SCAN_DIRECT: u32 = 16;
-
-/// [`scan`] for a mask of at most [`SCAN_DIRECT`] CPUs, in the same pass that counts them:
-/// `None` for a bigger mask, found before the keys of more than [`SCAN_DIRECT`] CPUs are read
-/// (a dense mask: at its first word).
-fn scan_small(mask: &[u64], nr: usize, key: impl Fn(usize) -> i32) -> Option<Option<u32>> {
-    let (mut best, mut seen) = (Best::NONE, 0);
-    for (w, &word) in mask.iter().enumerate() {
-        if word == 0 {
-            continue;
-        }
-        seen += word.count_ones();
-        if seen > SCAN_DIRECT {
-            return None;
-        }
-        let mut bits = word;
-        while bits != 0 {
-            let cpu = w * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if cpu >= nr {
-                return Some(best.get());
-            }
-            best.offer(cpu as u32, key(cpu));
-        }
-    }
-    Some(best.get())
-}
-
 /// At most this many of a mask's non-zero words are listed for the level walk.
 const FEW_WORDS: usize = 8;
 
@@ -319,11 +288,6 @@ impl CpuIndex {
             None => {
                 let words = mask.as_words()?;
                 let words = &words[..words.len().min(self.nr.div_ceil(64))];
-                // Linux's scan, from the matrix's own counts, for a mask this small: the index
-                // is not needed (nor brought up to date).
-                if let Some(best) = scan_small(words, self.nr, |cpu| key(cpu as u32)) {
-                    return best;
-                }
                 self.flush_levels(&key);
                 return self.best_in_words(words);
             }

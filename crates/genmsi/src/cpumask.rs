@@ -2,11 +2,12 @@
 //!
 //! Most interrupts name one CPU, one node (a contiguous block of CPUs) or the whole machine,
 //! so [`CpuMask`] stores those as a range of two numbers. A few scattered CPUs (an SMT sibling
-//! pair, a handful of housekeeping CPUs: up to [`CpuMask::FEW`]) are listed inline, and a
-//! sparse set of up to [`CpuMask::LIST`] CPUs (one CPU per node) as a list of CPU numbers,
-//! which is then smaller than its bitmap. Only other irregular sets keep a bitmap. Lists and
-//! bitmaps sit behind an [`Arc`], so cloning a mask into every descriptor of a device shares
-//! one allocation instead of copying a kilobyte per irq.
+//! pair, a handful of housekeeping CPUs: up to [`CpuMask::FEW`]) are listed inline. A set of
+//! up to [`CpuMask::SMALL`] CPUs, and a sparse set of up to [`CpuMask::LIST`] (one CPU per node),
+//! is a list of CPU numbers, which is then at most a few bytes bigger than its bitmap, or
+//! smaller. Only other irregular sets keep a bitmap. Lists and bitmaps sit behind an [`Arc`],
+//! so cloning a mask into every descriptor of a device shares one allocation instead of
+//! copying a kilobyte per irq.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -33,8 +34,9 @@ enum Repr {
         len: u8,
         cpus: [u16; CpuMask::FEW],
     },
-    /// More than [`CpuMask::FEW`] and at most [`CpuMask::LIST`] CPUs, not contiguous, ascending,
-    /// fewer than 4 per word of the bitmap (2 bytes a CPU, less than the bitmap's 8 a word).
+    /// More than [`CpuMask::FEW`] CPUs, not contiguous, ascending: at most [`CpuMask::SMALL`],
+    /// or at most [`CpuMask::LIST`] and fewer than 4 per word of the bitmap (2 bytes a CPU,
+    /// less than the bitmap's 8 a word).
     List(Arc<[u16]>),
     /// Any other irregular set: never contiguous (those normalise to the variants above), and
     /// the last word is never zero.
@@ -44,6 +46,9 @@ enum Repr {
 impl CpuMask {
     /// Irregular masks of at most this many CPUs are listed inline, without a bitmap.
     pub const FEW: usize = 8;
+    /// Irregular masks of at most this many CPUs are listed, whatever their density: a scan of
+    /// so few CPUs is the quickest way to answer anything about them.
+    pub const SMALL: usize = 16;
     /// Sparse irregular masks of at most this many CPUs are listed (see the module docs).
     pub const LIST: usize = 256;
 
@@ -143,7 +148,7 @@ impl CpuMask {
                 len: weight as u8,
                 cpus,
             })
-        } else if weight <= Self::LIST && weight < 4 * words.len() {
+        } else if weight <= Self::SMALL || (weight <= Self::LIST && weight < 4 * words.len()) {
             CpuMask(Repr::List(listed().collect()))
         } else {
             CpuMask(Repr::Bits(words.into()))
@@ -558,9 +563,13 @@ mod tests {
             (Some(8500), 1 << (8500 % 64))
         );
         assert!(nine.contains(8500) && !nine.contains(8499) && nine.is_subset(&nine.with(1)));
-        // Nine neighbours are four or more per word: a bitmap.
-        let dense = CpuMask::from_cpus((0..9).map(|i| 100 + 2 * i));
-        assert_eq!((dense.as_list(), dense.weight()), (None, 9));
+        // Up to 16 CPUs are a list however close; 17 neighbours, four or more per word, are a
+        // bitmap.
+        assert!(CpuMask::from_cpus((0..16).map(|i| 100 + 2 * i))
+            .as_list()
+            .is_some());
+        let dense = CpuMask::from_cpus((0..17).map(|i| 100 + 2 * i));
+        assert_eq!((dense.as_list(), dense.weight()), (None, 17));
         assert!(dense.as_words().is_some());
         // 257 sparse CPUs are more than a list holds.
         let sparse = |n: u32| CpuMask::from_cpus((0..n).map(|i| i * 200));
@@ -569,8 +578,9 @@ mod tests {
         assert_eq!(nine.without(8500), eight);
         assert_eq!(
             dense.without(100),
-            CpuMask::from_cpus((1..9).map(|i| 100 + 2 * i))
+            CpuMask::from_cpus((1..17).map(|i| 100 + 2 * i))
         );
+        assert!(dense.without(100).as_list().is_some());
         assert_eq!(CpuMask::from_cpus([4, 6]).with(5), CpuMask::range(4, 6));
         assert_eq!(
             CpuMask::from_cpus([65_535, 1]).as_list(),
