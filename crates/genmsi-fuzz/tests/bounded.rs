@@ -41,3 +41,21 @@ fn sim_scenarios() {
         RAN.load(Ordering::Relaxed)
     );
 }
+
+/// Found by the model test in CI: an ordinary irq whose only affinity CPU went offline while
+/// it was inactive failed to activate (`NoVectors`). Linux (`assign_irq_vector_any_locked`)
+/// falls back to any online CPU, as the model expects. The calls, decoded: allocate indices
+/// 1.. of device 0, set index 4's affinity to CPU 0, deactivate it, allocate index 0, take
+/// CPU 0 offline, activate index 4.
+#[test]
+fn activation_falls_back_to_online_cpus_when_the_affinity_has_none() {
+    let calls: [[u8; 7]; 6] = [
+        [40, 118, 98, 39, 0, 1, 40],
+        [138, 157, 216, 137, 0, 4, 209],
+        [119, 98, 39, 118, 0, 4, 0],
+        [0; 7],
+        [197, 78, 236, 196, 0, 0, 0],
+        [99, 39, 118, 98, 0, 4, 0],
+    ];
+    core_api::run_chunks(false, calls.iter().map(|c| &c[..]));
+}

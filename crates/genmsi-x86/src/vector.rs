@@ -424,7 +424,18 @@ impl Domain for VectorDomain {
             return self.compose(&d, t);
         }
         let mask = d.affinity.clone();
-        let t = self.take(&mask, d.managed, !d.managed)?;
+        let t = match self.take(&mask, d.managed, !d.managed) {
+            // An ordinary irq whose affinity CPUs all went offline while it was inactive takes
+            // any online CPU, as Linux's `assign_irq_vector_any_locked` does. Where an online
+            // CPU of the affinity is only full, the refusal stands: the caller's constraint is
+            // kept and exhaustion fails for the requester only (Linux would spill over). A
+            // managed irq stays on its CPUs, as on Linux.
+            Err(e) if !d.managed && !mask.iter().any(|c| self.matrix.is_online(c)) => {
+                let all = CpuMask::first_n(self.matrix.nr_cpus());
+                self.take(&all, false, true).map_err(|_| e)?
+            }
+            r => r?,
+        };
         self.table.map(t.cpu, t.vector, d.irq_ref);
         self.irqs.get_mut(&irq).expect("checked").current = Some(t);
         self.compose(&d, t)
