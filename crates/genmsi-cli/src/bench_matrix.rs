@@ -184,10 +184,7 @@ impl<M: Matrix> Side<M> {
                 self.m.free(cpu, v)?;
             }
         }
-        let took = start.elapsed();
-        self.time += took;
-        self.allocs += u64::from(steps);
-        Ok(took)
+        Ok(self.record(start, steps))
     }
 
     /// A burst of `n` allocations on `mask` (into `chosen`, cleared first), then their frees.
@@ -203,9 +200,16 @@ impl<M: Matrix> Side<M> {
         for &(cpu, v) in &self.got {
             self.m.free(cpu, v)?;
         }
-        self.time += start.elapsed();
-        self.allocs += u64::from(n);
+        self.record(start, n);
         Ok(())
+    }
+
+    /// Adds the time since `start` and its `allocs` allocations to the round; that time.
+    fn record(&mut self, start: Instant, allocs: u32) -> Duration {
+        let took = start.elapsed();
+        self.time += took;
+        self.allocs += u64::from(allocs);
+        took
     }
 
     fn end_round(&mut self) {

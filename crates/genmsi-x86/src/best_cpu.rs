@@ -281,9 +281,9 @@ impl CpuIndex {
                 self.flush_tree(&key);
                 self.best_in(lo, hi)
             }
+            // Listed masks: the matrix answers them itself; here for the index's own answer.
             None if mask.as_list().is_some() => {
-                let cpus = mask.as_list().unwrap_or_default();
-                return best_of_few(cpus, self.nr, &key);
+                return best_of_few(mask.as_list().unwrap_or_default(), self.nr, &key);
             }
             None => {
                 let words = mask.as_words()?;

@@ -235,6 +235,9 @@ pub(crate) struct PerCpu {
 }
 
 impl PerCpu {
+    /// CPUs between two unused lines.
+    const RUN: usize = 64;
+
     fn new(nr: usize, cpu: CpuVectors) -> Self {
         PerCpu {
             lines: alloc::vec![cpu; Self::slot(nr)],
@@ -244,7 +247,7 @@ impl PerCpu {
 
     #[inline(always)]
     fn slot(cpu: usize) -> usize {
-        cpu + cpu / 64
+        cpu + cpu / Self::RUN
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -265,11 +268,11 @@ impl PerCpu {
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut CpuVectors> {
-        // The unused lines are the 65th of every 65 lines.
+        // The unused line is the last of every `RUN + 1`.
         self.lines
             .iter_mut()
             .enumerate()
-            .filter(|(i, _)| i % 65 != 64)
+            .filter(|(i, _)| i % (Self::RUN + 1) != Self::RUN)
             .map(|(_, c)| c)
     }
 }
@@ -345,19 +348,14 @@ impl Vectors {
 
     fn used(&self, cpu: usize) -> VectorSet {
         let c = &self.cpus[cpu];
-        let used = c.alloc.union(&self.blocked);
-        if c.managed_reserved == 0 {
-            // Most CPUs have no managed reservation: their set is not read.
-            used
-        } else {
-            used.union(&self.managed[cpu])
-        }
+        c.alloc.union(&self.blocked).union(&self.managed[cpu])
     }
 
     /// The lowest vector free on `cpu`.
     pub(crate) fn first_free(&self, cpu: usize) -> Option<u8> {
         let c = &self.cpus[cpu];
         if c.managed_reserved == 0 {
+            // Most CPUs have no managed reservation: their set is not read.
             VectorSet::first_clear_of(&c.alloc, &self.blocked)
         } else {
             self.used(cpu).first_clear()

@@ -233,9 +233,9 @@ impl CpuMask {
         }
     }
 
-    /// The CPUs of an irregular mask kept as a list, ascending: up to [`CpuMask::FEW`] CPUs,
-    /// or a sparse set of up to [`CpuMask::LIST`] (see the module docs); `None` for every
-    /// other mask.
+    /// The CPUs of an irregular mask kept as a list, ascending: up to [`CpuMask::SMALL`] CPUs
+    /// (inline up to [`CpuMask::FEW`]), or a sparse set of up to [`CpuMask::LIST`] (see the
+    /// module docs); `None` for every other mask.
     pub fn as_list(&self) -> Option<&[u16]> {
         match &self.0 {
             Repr::Few { len, cpus } => cpus.get(..usize::from(*len)),
