@@ -934,19 +934,32 @@ fn kvm_section(o: &mut String, k: &Value) {
         ("baseline", "baseline"),
     ];
     let metrics = [
-        ("unmasked_max", "entries the guest had unmasked, at most"),
-        ("routes_max", "GSI routes held, at most"),
-        ("routes_end", "GSI routes held at the end"),
-        ("routing_calls", "KVM_SET_GSI_ROUTING calls"),
-        ("routing_seconds", "seconds in KVM_SET_GSI_ROUTING"),
-        ("host_seconds", "host seconds (routes, irqfds, vectors)"),
-        ("host_us_per_unmask", "host microseconds per unmask"),
-        ("fired", "interrupts the device fired"),
-        ("counted", "interrupts the guest counted"),
-        ("lost", "lost (fired - counted, by the guest)"),
+        (
+            "unmasked_max",
+            "entries the guest had unmasked, at most",
+            Unit::Count,
+        ),
+        ("routes_max", "GSI routes held, at most", Unit::Count),
+        ("routes_end", "GSI routes held at the end", Unit::Count),
+        ("routing_calls", "KVM_SET_GSI_ROUTING calls", Unit::Count),
+        (
+            "routing_seconds",
+            "time in KVM_SET_GSI_ROUTING",
+            Unit::Seconds,
+        ),
+        (
+            "host_seconds",
+            "host time (routes, irqfds, vectors)",
+            Unit::Seconds,
+        ),
+        ("host_us_per_unmask", "host time per unmask", Unit::Micros),
+        ("fired", "interrupts the device fired", Unit::Count),
+        ("counted", "interrupts the guest counted", Unit::Count),
+        ("lost", "lost (fired - counted, by the guest)", Unit::Count),
         (
             "dropped_while_disabled",
             "of those, fired while MSI-X was disabled",
+            Unit::Count,
         ),
     ];
     o.push_str("<table><thead><tr><th></th>");
@@ -954,38 +967,71 @@ fn kvm_section(o: &mut String, k: &Value) {
         let _ = write!(o, "<th>{label}</th>");
     }
     o.push_str("<th></th></tr></thead><tbody>");
-    for (key, name) in metrics {
+    for (key, name, unit) in metrics {
         let _ = write!(o, "<tr><th>{name}</th>");
         for (_, s) in strategies {
             let v = &k[s][key];
-            let cell = match v.as_f64() {
-                Some(f) if v.is_f64() => format!("{f:.4}"),
-                _ => shown(v),
-            };
             let _ = write!(
                 o,
                 "<td class=\"n\" data-kvm=\"/{s}/{key}\">{}</td>",
-                esc(&cell)
+                esc(&unit.show(v))
             );
         }
         o.push_str("<td><em class=\"measured\">measured</em></td></tr>");
     }
     o.push_str("</tbody></table><div class=\"metrics\">");
-    for (key, name) in metrics {
+    for (key, name, unit) in metrics {
         let bars: Vec<(&str, f64, String)> = strategies
             .iter()
             .map(|(label, s)| {
                 let v = &k[*s][key];
-                let cell = match v.as_f64() {
-                    Some(f) if v.is_f64() => format!("{f:.4}"),
-                    _ => shown(v),
-                };
-                (*label, v.as_f64().unwrap_or(0.0), cell)
+                (*label, v.as_f64().unwrap_or(0.0), unit.show(v))
             })
             .collect();
         metric_bars(o, name, &bars, "measured");
     }
     o.push_str("</div>");
+}
+
+/// The unit of a measured figure, and how it is shown: three significant digits, times in
+/// the largest unit that keeps them at 1 or more (1.33 ms, not 1333.4114 microseconds).
+#[derive(Clone, Copy)]
+enum Unit {
+    Count,
+    Seconds,
+    Micros,
+}
+
+impl Unit {
+    fn show(self, v: &Value) -> String {
+        let Some(x) = v.as_f64() else {
+            return shown(v);
+        };
+        let seconds = match self {
+            Unit::Count => return shown(v),
+            Unit::Seconds => x,
+            Unit::Micros => x * 1e-6,
+        };
+        // Rounded to three significant digits first, so that 999.7 µs shows as 1.00 ms.
+        let seconds = if seconds == 0.0 || !seconds.is_finite() {
+            seconds
+        } else {
+            let scale = 10f64.powi(2 - seconds.abs().log10().floor() as i32);
+            (seconds * scale).round() / scale
+        };
+        let (scaled, unit) = match seconds.abs() {
+            s if s >= 1.0 || s == 0.0 => (seconds, "s"),
+            s if s >= 1e-3 => (seconds * 1e3, "ms"),
+            s if s >= 1e-6 => (seconds * 1e6, "\u{b5}s"),
+            _ => (seconds * 1e9, "ns"),
+        };
+        let decimals = match scaled.abs() {
+            a if a >= 100.0 => 0,
+            a if a >= 10.0 => 1,
+            _ => 2,
+        };
+        format!("{scaled:.decimals$} {unit}")
+    }
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#222}\

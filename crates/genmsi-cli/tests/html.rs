@@ -286,7 +286,7 @@ fn a_saved_report_renders_the_same_page_and_takes_measured_kvm_figures() {
     let strategy = |lost: u64, routes: u64| {
         serde_json::json!({"unmasked_max": 200, "routes_max": routes, "routes_end": routes / 2,
             "routing_calls": 7, "routing_seconds": 0.0021, "host_seconds": 0.0123,
-            "host_us_per_unmask": 48.5, "fired": 1000 + lost, "counted": 1000, "lost": lost,
+            "host_us_per_unmask": 1333.4114, "fired": 1000 + lost, "counted": 1000, "lost": lost,
             "dropped_while_disabled": lost})
     };
     let kvm = serde_json::json!({"vectors": 256, "kvm": true, "on_demand": strategy(0, 200),
@@ -314,13 +314,26 @@ fn a_saved_report_renders_the_same_page_and_takes_measured_kvm_figures() {
         let ptr = el.value().attr("data-kvm").unwrap();
         let want = kvm.pointer(ptr).unwrap();
         let text: String = el.text().collect();
-        match want.as_f64() {
-            Some(f) if want.is_f64() => assert_eq!(text, format!("{f:.4}"), "{ptr}"),
+        match (ptr.rsplit('/').next().unwrap(), want.as_f64()) {
+            // Times carry their unit and three significant digits: read back, they are the
+            // JSON's figure within the rounding.
+            ("routing_seconds" | "host_seconds" | "host_us_per_unmask", Some(f)) => {
+                let seconds = if ptr.ends_with("_us_per_unmask") {
+                    f * 1e-6
+                } else {
+                    f
+                };
+                assert!(shown_seconds_match(&text, seconds), "{ptr}: {text} for {f}");
+            }
             _ => assert_eq!(text, want.to_string(), "{ptr}"),
         }
         cells += 1;
     }
     assert_eq!(cells, 3 * 11);
+    // Measured times read as times, rounded: 1333.4114 microseconds per unmask is 1.33 ms.
+    assert!(doc
+        .select(&sel("[data-kvm='/eager/host_us_per_unmask']"))
+        .any(|e| e.text().collect::<String>() == "1.33 ms"));
     assert_eq!(doc.select(&sel("#vmm figure em.measured")).count(), 11);
 
     // Something that is not a run report is refused with a clear error.
@@ -332,4 +345,30 @@ fn a_saved_report_renders_the_same_page_and_takes_measured_kvm_figures() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a `genmsi run --json` report"));
+}
+
+/// `text` is "<number> <unit>" with a time unit, and within half a unit of its last digit of
+/// `seconds` (three significant digits).
+fn shown_seconds_match(text: &str, seconds: f64) -> bool {
+    let Some((number, unit)) = text.split_once(' ') else {
+        return false;
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "\u{b5}s" => 1e-6,
+        "ns" => 1e-9,
+        _ => return false,
+    };
+    let Ok(shown) = number.parse::<f64>() else {
+        return false;
+    };
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let digits = number
+        .trim_start_matches(['-', '0', '.'])
+        .replace('.', "")
+        .len();
+    let three_digits_in_range = (1.0..1000.0).contains(&shown.abs()) && digits == 3;
+    (seconds == 0.0 || three_digits_in_range)
+        && (shown * scale - seconds).abs() <= 0.5 * 10f64.powi(-decimals) * scale * 1.0001
 }
