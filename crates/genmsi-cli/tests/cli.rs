@@ -50,6 +50,15 @@ fn a_failing_run_exits_1_and_a_bad_file_exits_2_with_the_line() {
         err.contains("line 4: device.vectors: must be at least 1"),
         "{err}"
     );
+    // A write handled by another owner's irq fails the run (issue 20).
+    let reuse = format!(
+        "{}/../../scenarios/ims-reuse.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = genmsi(&["run", &reuse]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("misdelivered: a write for acc"), "{text}");
     let out = genmsi(&["run", "no/such/file.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.toml"));
@@ -57,10 +66,37 @@ fn a_failing_run_exits_1_and_a_bad_file_exits_2_with_the_line() {
 }
 
 #[test]
+fn no_quiesce_overrides_the_scenario() {
+    let storm = format!(
+        "{}/../../scenarios/vector-storm.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (args, quiesce) in [(vec![], true), (vec!["--no-quiesce"], false)] {
+        let mut all = vec!["run", storm.as_str(), "--json"];
+        all.extend(args);
+        let out = genmsi(&all);
+        assert_eq!(out.status.code(), Some(0));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["quiesce"], quiesce);
+        for key in [
+            "misdelivered",
+            "stale",
+            "pending_at_events",
+            "retriggered",
+            "merged",
+        ] {
+            assert!(v[key].is_u64(), "JSON key {key}");
+        }
+        assert_eq!(v["misdelivered"], 0);
+        assert_eq!(v["lost"], 0);
+    }
+}
+
+#[test]
 fn help_lists_the_options() {
     let out = genmsi(&["run", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--seed", "--json", "[FILE]"] {
+    for opt in ["--seed", "--json", "--no-quiesce", "[FILE]"] {
         assert!(text.contains(opt), "{text}");
     }
 }
