@@ -17,14 +17,15 @@ fn default_scenario_loses_nothing_and_reports_the_counters() {
     let r = run(genmsi_sim::scenario::DEFAULT, None);
     assert!(r.ok(), "{}", r.text());
     assert_eq!(r.lost, 0);
-    assert_eq!(
-        r.raised,
-        r.delivered + r.blocked + r.lost + r.pending + r.merged
-    );
+    assert_eq!(r.misdelivered, 0);
+    assert_eq!(r.raised, r.accounted());
     assert!(r.raised > 50_000);
+    // The CPUs serve late: edges merge, and some interrupts wait across events.
+    assert!(r.merged > 0 && r.pending_at_events > 0, "{}", r.text());
+    assert_eq!(r.raised, r.delivered + r.merged);
     // Every device kind raised interrupts that arrived.
     for d in &r.devices {
-        assert!(d.delivered > 0 && d.delivered == d.raised, "{d:?}");
+        assert!(d.delivered > 0 && d.delivered <= d.raised, "{d:?}");
     }
     let json: serde_json::Value = serde_json::to_value(&r).unwrap();
     for key in ["raised", "delivered", "blocked", "lost"] {
