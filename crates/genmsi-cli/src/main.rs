@@ -41,8 +41,11 @@ enum Command {
         seed: Option<u64>,
         /// Run with the drivers' quiesce off (`quiesce = false`), whatever the scenario says:
         /// frees race the writes still in flight.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiesce")]
         no_quiesce: bool,
+        /// Run with the drivers' quiesce on (`quiesce = true`), whatever the scenario says.
+        #[arg(long)]
+        quiesce: bool,
         /// Print one JSON object on stdout instead of the text report.
         #[arg(long)]
         json: bool,
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         file: None,
         seed: None,
         no_quiesce: false,
+        quiesce: false,
         json: false,
         html: None,
         kvm: None,
@@ -83,10 +87,18 @@ fn main() -> ExitCode {
             file,
             seed,
             no_quiesce,
+            quiesce,
             json,
             html,
             kvm,
-        } => run(file, seed, no_quiesce, json, html.map(|h| (h, kvm))),
+        } => {
+            let quiesce = match (quiesce, no_quiesce) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            run(file, seed, quiesce, json, html.map(|h| (h, kvm)))
+        }
         Command::Report { run, html, kvm } => report(&run, &html, kvm.as_deref()).map(|()| true),
         Command::Bench(args) => return bench::run(args),
     };
@@ -126,7 +138,7 @@ impl Progress {
 fn run(
     file: Option<PathBuf>,
     seed: Option<u64>,
-    no_quiesce: bool,
+    quiesce: Option<bool>,
     json: bool,
     html: Option<(PathBuf, Option<PathBuf>)>,
 ) -> anyhow::Result<bool> {
@@ -148,8 +160,8 @@ fn run(
         .map_or("the default scenario".into(), |p| p.display().to_string());
     let mut scenario =
         genmsi_sim::Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    if no_quiesce {
-        scenario.machine.quiesce = false;
+    if let Some(q) = quiesce {
+        scenario.machine.quiesce = q;
     }
     let report = genmsi_sim::run_scenario(&name, scenario, seed, &mut |d, t| progress.update(d, t))
         .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;

@@ -66,18 +66,11 @@ fn a_failing_run_exits_1_and_a_bad_file_exits_2_with_the_line() {
 }
 
 #[test]
-fn no_quiesce_overrides_the_scenario() {
-    let storm = format!(
-        "{}/../../scenarios/vector-storm.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    for (args, quiesce) in [(vec![], true), (vec!["--no-quiesce"], false)] {
-        let mut all = vec!["run", storm.as_str(), "--json"];
-        all.extend(args);
-        let out = genmsi(&all);
-        assert_eq!(out.status.code(), Some(0));
+fn quiesce_flags_override_the_scenario() {
+    let file = |n: &str| format!("{}/../../scenarios/{n}", env!("CARGO_MANIFEST_DIR"));
+    let json = |args: &[&str]| {
+        let out = genmsi(args);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["quiesce"], quiesce);
         for key in [
             "misdelivered",
             "stale",
@@ -87,16 +80,30 @@ fn no_quiesce_overrides_the_scenario() {
         ] {
             assert!(v[key].is_u64(), "JSON key {key}");
         }
-        assert_eq!(v["misdelivered"], 0);
-        assert_eq!(v["lost"], 0);
-    }
+        (out.status.code(), v)
+    };
+    let storm = file("vector-storm.toml");
+    let (code, v) = json(&["run", &storm, "--json"]);
+    assert_eq!((code, &v["quiesce"]), (Some(0), &true.into()));
+    let (code, v) = json(&["run", &storm, "--json", "--no-quiesce"]);
+    assert_eq!((code, &v["quiesce"]), (Some(0), &false.into()));
+    assert_eq!((&v["lost"], &v["misdelivered"]), (&0.into(), &0.into()));
+    // ims-reuse.toml says `quiesce = false`; --quiesce turns it on.
+    let reuse = file("ims-reuse.toml");
+    let (_, v) = json(&["run", &reuse, "--json"]);
+    assert_eq!(v["quiesce"], false);
+    let (code, v) = json(&["run", &reuse, "--json", "--quiesce"]);
+    assert_eq!((code, &v["quiesce"]), (Some(0), &true.into()));
+    assert_eq!(v["misdelivered"], 0);
+    let out = genmsi(&["run", &reuse, "--quiesce", "--no-quiesce"]);
+    assert_eq!(out.status.code(), Some(2), "the two flags conflict");
 }
 
 #[test]
 fn help_lists_the_options() {
     let out = genmsi(&["run", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--seed", "--json", "--no-quiesce", "[FILE]"] {
+    for opt in ["--seed", "--json", "--quiesce", "--no-quiesce", "[FILE]"] {
         assert!(text.contains(opt), "{text}");
     }
 }
