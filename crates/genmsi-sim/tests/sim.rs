@@ -260,6 +260,10 @@ fn every_shipped_scenario_runs_clean_with_and_without_quiesce() {
             let r = run_quiesce(&text, quiesce);
             assert_eq!(r.raised, r.accounted(), "{name}: {}", r.text());
             assert_eq!(r.lost, 0, "{name} quiesce {quiesce}: {}", r.text());
+            if quiesce {
+                // The drivers' wait covers every write of what they free.
+                assert_eq!(r.stale, 0, "{name}: {}", r.text());
+            }
             if MISDELIVER_UNTIL_REUSE_WAITS.contains(&name.as_str()) && !quiesce {
                 continue;
             }
@@ -584,4 +588,41 @@ fn every_size_a_scenario_gives_is_bounded_with_a_typed_error() {
     );
     let e = parse_err(&machine("steps = -1"));
     assert_eq!(e.kind, ErrorKind::Syntax, "{e}");
+}
+
+/// Issue 20, item 1, on the simulator: one IMS device destroying and creating a queue at once,
+/// without the drivers' quiesce, with and without remapping. The new queue takes the index,
+/// the remapping entry, the vector and the irq number the old one had, and the old queue's
+/// writes still in flight are handled as the new queue's interrupts.
+fn same_device_reuse(remap: bool) -> Report {
+    let mut text = format!(
+        "seed = 21\n[machine]\ncpus = 2\nremapping = {remap}\nquiesce = false\nsteps = 6000\n\
+         [[device]]\nkind = \"ims\"\nname = \"acc0\"\nvectors = 2\ncapacity = 64\n"
+    );
+    for k in 0..100 {
+        let at = 100 + k * 58;
+        for count in [-1, 1] {
+            text += &format!(
+                "[[event]]\nat = {at}\nkind = \"queues\"\ndevice = \"acc0\"\ncount = {count}\n"
+            );
+        }
+    }
+    run(&text, None)
+}
+
+#[test]
+fn same_device_index_reuse_misdelivers_while_reuse_is_at_once() {
+    for remap in [true, false] {
+        let r = same_device_reuse(remap);
+        assert_eq!(r.raised, r.accounted(), "{}", r.text());
+        assert_eq!((r.lost, r.blocked, r.pending), (0, 0, 0), "{}", r.text());
+        assert!(r.misdelivered > 10, "remapping {remap}: {}", r.text());
+        assert!(
+            r.misdelivered_reasons
+                .keys()
+                .all(|k| k.starts_with("a write for acc0[1] handled by acc0[1]'s irq (the same")),
+            "{:?}",
+            r.misdelivered_reasons
+        );
+    }
 }
