@@ -29,6 +29,7 @@ use genmsi_x86::{
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Entries of each remapping unit's table.
@@ -247,6 +248,8 @@ pub struct Machine {
     now: u64,
     /// CPUs with something in their IRR or ISR.
     busy: BTreeSet<u32>,
+    /// Per CPU, IRR | ISR, readable from outside the machine (the vector domain's probe).
+    held: Arc<[[AtomicU64; 4]]>,
 }
 
 impl Machine {
@@ -288,6 +291,26 @@ impl Machine {
             rng: Rng::new(0),
             now: 0,
             busy: BTreeSet::new(),
+            held: (0..cpus).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Publishes `cpu`'s IRR | ISR for [`Machine::held_probe`].
+    fn mirror(&self, cpu: u32) {
+        let l = &self.lapics[cpu as usize];
+        for (w, word) in self.held[cpu as usize].iter().enumerate() {
+            word.store(l.irr[w] | l.isr[w], Ordering::Relaxed);
+        }
+    }
+
+    /// Asks whether `vector` is pending in the IRR or in service in the ISR of `cpu`: what the
+    /// vector domain may ask by itself, at any time, before it gives a vector back.
+    pub fn held_probe(&self) -> impl Fn(u32, Vector) -> bool + Send + Sync + 'static {
+        let held = self.held.clone();
+        move |cpu, v| {
+            held.get(cpu as usize).is_some_and(|w| {
+                w[usize::from(v.0 / 64)].load(Ordering::Relaxed) & 1 << (v.0 % 64) != 0
+            })
         }
     }
 
@@ -349,7 +372,9 @@ impl Machine {
                 lapic.irqs_off_until = now + 1 + self.rng.below(model.irqs_off_steps);
             }
         }
-        if !lapic.accept(vector, level, sender) {
+        let fresh = lapic.accept(vector, level, sender);
+        self.mirror(cpu);
+        if !fresh {
             return Arrival::Merged;
         }
         self.busy.insert(cpu);
@@ -422,6 +447,7 @@ impl Machine {
         put(&mut l.isr, v.0, true);
         let senders = l.senders.remove(&v.0).unwrap_or_default();
         l.eoi_at.insert(v.0, self.now + self.service.handler_steps);
+        self.mirror(cpu);
         let arrival = match self.vectors.lookup_ref(cpu, v) {
             Some(r) if self.sys.handle_ref(r, cpu) == genmsi::Delivery::Handled => {
                 Arrival::Handled { irq: r, cpu }
@@ -447,7 +473,9 @@ impl Machine {
             // An EOI clears the highest bit of the ISR (SDM Vol. 3A 11.8.5).
             put(&mut l.isr, v, false);
             l.eoi_at.remove(&v);
-            if bit(&l.tmr, v) {
+            let level = bit(&l.tmr, v);
+            self.mirror(cpu);
+            if level {
                 self.eoi_broadcast(Vector(v));
             }
         }
@@ -499,6 +527,7 @@ impl Machine {
     /// vectors of moved irqs; no handler will run for the rest), each as a late arrival.
     pub fn offline_end(&mut self, cpu: u32) {
         let l = std::mem::take(&mut self.lapics[cpu as usize]);
+        self.mirror(cpu);
         for (v, senders) in l.senders {
             let dropped = Arrival::Dropped {
                 cpu,
@@ -517,6 +546,7 @@ impl Machine {
     /// CPU `cpu` comes (back) online with an empty local APIC.
     pub fn online(&mut self, cpu: u32) {
         self.lapics[cpu as usize] = Lapic::up();
+        self.mirror(cpu);
     }
 
     /// Level-triggered pins belong to devices whose handler deasserts the line.
@@ -658,6 +688,7 @@ impl Machine {
             let l = &mut self.lapics[cpu as usize];
             put(&mut l.irr, vec.0, false);
             let senders = l.senders.remove(&vec.0).unwrap_or_default();
+            self.mirror(cpu);
             let Some(t) = target else {
                 let dropped = Arrival::Dropped { cpu, vector: vec };
                 self.late.extend(senders.into_iter().map(|s| (s, dropped)));
@@ -750,6 +781,8 @@ mod tests {
         let a = m.deliver(0, v, false, s);
         assert_eq!(a, Arrival::Stale { cpu: 0, vector: v });
         assert!(m.lapics[0].in_service(v), "held for 2 steps");
+        let probe = m.held_probe();
+        assert!(probe(0, v) && !probe(0, Vector(0x34)) && !probe(5, v));
         assert_eq!(
             m.deliver(0, v, false, s),
             Arrival::Pending { cpu: 0, vector: v }
@@ -768,6 +801,7 @@ mod tests {
         assert!(m.lapics[0].in_service(v) && !m.lapics[0].pending(v));
         m.tick(14);
         assert!(m.lapics[0].idle() && m.busy.is_empty());
+        assert!(!probe(0, v), "the probe sees the EOI");
     }
 
     #[test]
