@@ -23,9 +23,12 @@ use crate::msi::{MsiFormat, RemappableMsi};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+#[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
 use genmsi::range::RangeAllocator;
 use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, Msg, Result};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// The remap table's memory, as the remapping domain writes it.
 pub trait IrteTable: Send {
