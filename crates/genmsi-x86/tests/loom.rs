@@ -246,6 +246,9 @@ fn free_and_reuse(entry: fn(&IrqSystem, &VectorTable, u32, Vector) -> Delivery) 
         let cpu_side = loom::thread::spawn(move || entry(&sys, &vectors, cpu, vector));
 
         m.sys.free_index(a, SlotId::Default, 0).unwrap();
+        // A's interrupt is already in its CPU (the entry runs): no write is in the fabric, so
+        // the number's grace ends at the first advance. A's vector stays held (no cleanup).
+        m.sys.advance_grace(0);
         let irq_b = m.bind(b, 2, true, 1);
         assert_eq!(irq_b, irq_a, "the model needs the number reused");
 
@@ -430,6 +433,9 @@ impl Machine {
     }
 }
 
+/// The platform's bound on posted-write latency in [`late_write`] (in the model's time unit).
+const WRITE_LATENCY: u64 = 10;
+
 /// Who takes the freed resources in [`late_write`].
 #[derive(Clone, Copy, Debug)]
 enum Reuse {
@@ -446,9 +452,14 @@ enum Reuse {
 /// the CPU's IRR/ISR (`after_grace` true). The write must never be handled as the new
 /// owner's interrupt: it is A's (handled before the free took effect), stale, spurious or
 /// blocked by the remapping unit.
+///
+/// The grace clock: the free happens before time 0 (the first advance stamps what it held),
+/// and the platform's bound on posted-write latency is [`WRITE_LATENCY`]: an advance to that
+/// time is only made once the write has landed, which is what the bound promises.
 fn late_write(remap: bool, reuse: Reuse, after_grace: bool) {
     model(move || {
         let m = Machine::build(1, remap);
+        m.sys.set_write_latency(WRITE_LATENCY);
         let caps = StoreCaps::dynamic(1);
         let (a, irq_a) = m.device("a", caps, 1, true);
         let (cpu, vector) = m.target(irq_a);
@@ -458,25 +469,29 @@ fn late_write(remap: bool, reuse: Reuse, after_grace: bool) {
         };
         let write = m.message(a);
         let flight = Arc::new(Flight::default());
+        let mut reclaimed = false;
         let (f, view) = (flight.clone(), m.view());
         let device = loom::thread::spawn(move || f.land(&view, write, 0x100));
 
         m.sys.free_index(a, SlotId::Default, 0).unwrap();
+        m.sys.advance_grace(0);
         if after_grace {
             // The platform's bound: by now every write issued before the free has landed.
             while !flight.landed.load(Ordering::SeqCst) {
                 loom::thread::yield_now();
             }
-            m.sys
+            m.sys.advance_grace(WRITE_LATENCY);
+            let report = m
+                .sys
                 .with_domain(genmsi::DomainId(0), |v: &mut VectorDomain| {
                     v.cleanup(&|c, v| {
                         c == cpu && v == vector && flight.pending.load(Ordering::SeqCst)
                     })
                 })
                 .unwrap();
+            reclaimed = report.reclaimed.len() == 1;
         }
         let irq_b = m.bind(b, 2, true, 0);
-
         let landing = device.join().unwrap();
         assert!(
             m.calls(2) == 0 && m.sys.table().count(irq_b) == 0,
@@ -490,6 +505,28 @@ fn late_write(remap: bool, reuse: Reuse, after_grace: bool) {
             m.calls(1) == 1,
             "{landing:?}"
         );
+        // A write that found the freed marker is counted as stale, nothing else.
+        let stale = u64::from(landing == Landing::Cpu(Delivery::Stale));
+        assert_eq!(m.sys.table().stale(), stale, "{landing:?}");
+        let stats = m.sys.stats();
+        if after_grace {
+            // The grace ended: the number and the remapping entry are back in their pools, and
+            // the vector too unless the write was still in the IRR/ISR at the cleanup.
+            assert_eq!(irq_b, irq_a, "the number's grace ended");
+            assert_eq!(stats.irq_numbers_held, 0);
+            assert_eq!(
+                reclaimed,
+                m.target(irq_b) == (cpu, vector),
+                "the vector is reused exactly when the cleanup gave it back ({landing:?})"
+            );
+            assert_eq!(stats.domain_held, u32::from(!reclaimed));
+        } else {
+            // Nothing A had is given out during its grace.
+            assert_ne!(irq_b, irq_a);
+            assert_ne!(m.target(irq_b), (cpu, vector));
+            assert_eq!(stats.irq_numbers_held, 1);
+            assert_eq!(stats.domain_held, 1 + u32::from(remap));
+        }
     });
 }
 
