@@ -642,8 +642,8 @@ impl Machine {
     pub fn faults(&self) -> BTreeMap<FaultReason, u64> {
         let mut out = BTreeMap::new();
         for u in &self.units {
-            for (_, r) in &u.lock().faults {
-                *out.entry(*r).or_default() += 1;
+            for (r, n) in u.lock().faults.counts() {
+                *out.entry(r).or_default() += n;
             }
         }
         out
