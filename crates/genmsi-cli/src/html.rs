@@ -171,6 +171,11 @@ fn summary(o: &mut String, r: &Value) {
         ("retriggered", "retriggered"),
         ("pending_at_events", "pending at events"),
         ("held_in_irr", "old vectors held in IRR/ISR at cleanup"),
+        (
+            "released_after_grace",
+            "freed resources released after their grace",
+        ),
+        ("held_at_end", "freed resources still held at the end"),
         ("quiesced", "quiesced"),
         ("in_flight_at_events", "in flight at events"),
     ] {

@@ -250,6 +250,10 @@ pub struct Machine {
     busy: BTreeSet<u32>,
     /// Per CPU, IRR | ISR, readable from outside the machine (the vector domain's probe).
     held: Arc<[[AtomicU64; 4]]>,
+    /// The current step, for the irq system's grace clock.
+    clock: Arc<AtomicU64>,
+    /// Resources given back after their grace (irq numbers, remapping entries, vectors).
+    pub released_after_grace: u64,
 }
 
 impl Machine {
@@ -292,7 +296,22 @@ impl Machine {
             now: 0,
             busy: BTreeSet::new(),
             held: (0..cpus).map(|_| Default::default()).collect(),
+            clock: Arc::new(AtomicU64::new(0)),
+            released_after_grace: 0,
         }
+    }
+
+    /// Freed resources wait for their grace ([`genmsi::grace`]): `write_latency` steps, the
+    /// bound on posted-write latency, on a clock that is the simulation's step, and for a
+    /// vector, a look into its CPU's IRR and ISR (the cleanup's, or the probe the vector domain
+    /// may use by itself when an allocation finds no vector).
+    pub fn set_grace(&mut self, write_latency: u64) {
+        self.sys.set_write_latency(write_latency);
+        let clock = self.clock.clone();
+        self.sys
+            .set_grace_clock(Some(Box::new(move || clock.load(Ordering::Relaxed))));
+        let probe = self.held_probe();
+        self.with_vectors(|v| v.set_pending_probe(Some(Box::new(probe))));
     }
 
     /// Publishes `cpu`'s IRR | ISR for [`Machine::held_probe`].
@@ -407,6 +426,9 @@ impl Machine {
     /// [`Machine::take_late`].
     pub fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.clock.store(self.now, Ordering::Relaxed);
+        let g = self.sys.advance_grace(self.now);
+        self.released_after_grace += u64::from(g.irq_numbers_released + g.domain_released);
         let busy: Vec<u32> = self.busy.iter().copied().collect();
         for cpu in busy {
             let done = self.service(cpu, false);
@@ -675,6 +697,7 @@ impl Machine {
             })
             .expect("the vector domain is registered");
         let found = found.into_inner();
+        self.released_after_grace += report.reclaimed.len() as u64;
         let out = Cleanup {
             released: report.released.len(),
             retriggered: report.retrigger.len(),

@@ -198,6 +198,11 @@ pub struct Report {
     pub pending_at_events: u64,
     /// Old vectors the cleanup kept because their CPU still held them in its IRR or ISR.
     pub held_in_irr: u64,
+    /// What freed irqs owned (irq numbers, remapping entries, vectors) given back to their
+    /// pools after their grace period.
+    pub released_after_grace: u64,
+    /// Still held in quarantine at the end (grace not over yet).
+    pub held_at_end: u64,
     /// The waits the simulator models, each named with how it is modelled -> times used.
     pub waits: BTreeMap<String, u64>,
     /// Injected writes.
@@ -326,6 +331,11 @@ impl Report {
             o,
             "  old vectors held in IRR/ISR at cleanup {:>8}",
             self.held_in_irr
+        );
+        let _ = writeln!(
+            o,
+            "  freed resources released after their grace {:>8} (held at the end: {})",
+            self.released_after_grace, self.held_at_end
         );
         let _ = writeln!(o, "  quiesced   {:>8}", self.quiesced);
         let _ = writeln!(o, "  in flight at events {:>8}", self.in_flight_at_events);
