@@ -114,12 +114,18 @@ pub fn render(run: &Value, kvm: Option<&Value>) -> String {
 }
 
 fn header(o: &mut String, r: &Value) {
-    let ok = u(r, "lost") == 0 && u(r, "blocked") == 0 && arr(r, "unexpected").is_empty();
+    let ok = u(r, "lost") == 0
+        && u(r, "misdelivered") == 0
+        && u(r, "blocked") == 0
+        && u(r, "pending") == 0
+        && arr(r, "unexpected").is_empty();
     let _ = writeln!(
         o,
         "<header><h1>genmsi simulation <code data-k=\"/scenario\">{}</code></h1>\
          <p>{} CPUs, remapping {}, seed {}, {} steps. \
-         <strong class=\"{}\">result: {}</strong> (lost {}, unexpected {})</p>\
+         <strong class=\"{}\">result: {}</strong> (lost {}, misdelivered {}, unexpected {})</p>\
+         <p>Drivers' quiesce {}; service (modelled): handlers hold their vector {} step(s), \
+         interrupts disabled at {}% of arrivals for up to {} step(s).</p>\
          <p class=\"note\">Every figure on this page comes from the simulated machine (the real \
          genmsi crates on simulated hardware); the VMM section says which figures are modelled \
          and which were measured.</p></header>",
@@ -131,7 +137,12 @@ fn header(o: &mut String, r: &Value) {
         if ok { "ok" } else { "bad" },
         if ok { "ok" } else { "FAILED" },
         span(r, "/lost"),
+        span(r, "/misdelivered"),
         arr(r, "unexpected").len(),
+        span(r, "/quiesce"),
+        span(r, "/service/handler_steps"),
+        span(r, "/service/irqs_off_percent"),
+        span(r, "/service/irqs_off_steps"),
     );
     for i in 0..arr(r, "unexpected").len() {
         let _ = write!(
@@ -151,18 +162,32 @@ fn summary(o: &mut String, r: &Value) {
         "lost",
         "pending",
         "merged",
+        "misdelivered",
+        "stale",
     ] {
         let _ = write!(o, "<tr><th>{key}</th>{}</tr>", td(r, &format!("/{key}")));
     }
     for (key, name) in [
         ("retriggered", "retriggered"),
+        ("pending_at_events", "pending at events"),
+        ("held_in_irr", "old vectors held in IRR/ISR at cleanup"),
+        (
+            "released_after_grace",
+            "freed resources released after their grace",
+        ),
+        ("held_at_end", "freed resources still held at the end"),
         ("quiesced", "quiesced"),
         ("in_flight_at_events", "in flight at events"),
     ] {
         let _ = write!(o, "<tr><th>{name}</th>{}</tr>", td(r, &format!("/{key}")));
     }
     o.push_str("</table><ul>");
-    for (map, what) in [("lost_reasons", "lost"), ("blocked_reasons", "blocked")] {
+    for (map, what) in [
+        ("lost_reasons", "lost"),
+        ("blocked_reasons", "blocked"),
+        ("misdelivered_reasons", "misdelivered"),
+        ("stale_reasons", "stale"),
+    ] {
         for reason in r[map].as_object().into_iter().flat_map(|m| m.keys()) {
             let _ = write!(
                 o,

@@ -39,6 +39,13 @@ enum Command {
         /// Seed of the run (overrides the scenario's).
         #[arg(long)]
         seed: Option<u64>,
+        /// Run with the drivers' quiesce off (`quiesce = false`), whatever the scenario says:
+        /// frees race the writes still in flight.
+        #[arg(long, conflicts_with = "quiesce")]
+        no_quiesce: bool,
+        /// Run with the drivers' quiesce on (`quiesce = true`), whatever the scenario says.
+        #[arg(long)]
+        quiesce: bool,
         /// Print one JSON object on stdout instead of the text report.
         #[arg(long)]
         json: bool,
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run {
         file: None,
         seed: None,
+        no_quiesce: false,
+        quiesce: false,
         json: false,
         html: None,
         kvm: None,
@@ -77,10 +86,19 @@ fn main() -> ExitCode {
         Command::Run {
             file,
             seed,
+            no_quiesce,
+            quiesce,
             json,
             html,
             kvm,
-        } => run(file, seed, json, html.map(|h| (h, kvm))),
+        } => {
+            let quiesce = match (quiesce, no_quiesce) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            run(file, seed, quiesce, json, html.map(|h| (h, kvm)))
+        }
         Command::Report { run, html, kvm } => report(&run, &html, kvm.as_deref()).map(|()| true),
         Command::Bench(args) => return bench::run(args),
     };
@@ -120,6 +138,7 @@ impl Progress {
 fn run(
     file: Option<PathBuf>,
     seed: Option<u64>,
+    quiesce: Option<bool>,
     json: bool,
     html: Option<(PathBuf, Option<PathBuf>)>,
 ) -> anyhow::Result<bool> {
@@ -139,7 +158,12 @@ fn run(
     let shown = file
         .as_ref()
         .map_or("the default scenario".into(), |p| p.display().to_string());
-    let report = genmsi_sim::run_text(&name, &text, seed, &mut |d, t| progress.update(d, t))
+    let mut scenario =
+        genmsi_sim::Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    if let Some(q) = quiesce {
+        scenario.machine.quiesce = q;
+    }
+    let report = genmsi_sim::run_scenario(&name, scenario, seed, &mut |d, t| progress.update(d, t))
         .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     if let Some(bar) = progress.bar {
         bar.finish_and_clear();

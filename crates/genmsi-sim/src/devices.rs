@@ -3,7 +3,7 @@
 //! the stores wrote.
 
 use crate::layout;
-use crate::machine::{Arrival, Machine};
+use crate::machine::{Arrival, Machine, Sender};
 use crate::mem::{Bars, Config, Shared};
 use crate::scenario::{DeviceKind, DeviceSpec};
 use genmsi::{AllocOpts, CpuMask, DeviceId, Irq, SlotId};
@@ -390,15 +390,18 @@ impl Device {
         self.queues.keys().copied().collect()
     }
 
-    /// MSI-X: sends `index` if its PBA bit is set and it is unmasked now.
-    pub fn replay(&mut self, m: &mut Machine, index: u32) -> Option<Arrival> {
+    /// MSI-X: sends `index` if its PBA bit is set and it is unmasked now; returns the irq
+    /// allocation it was sent for and where it went.
+    pub fn replay(&mut self, m: &mut Machine, index: u32) -> Option<(Sender, Arrival)> {
+        let irq = m.sys.desc(self.id, self.slot, index).ok()?.irq;
+        let sender = Sender::Irq(m.irq_ref(irq));
         let msg = match &self.signal {
             Signaller::Msix(cap) => cap
                 .replay(&self.pci.config, &mut self.pci.bars, index)
                 .ok()??,
             _ => return None,
         };
-        Some(m.write(&msg, self.rid, self.unit))
+        Some((sender, m.write(&msg, self.rid, self.unit, sender)))
     }
 
     /// The store's name.

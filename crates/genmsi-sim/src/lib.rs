@@ -15,7 +15,9 @@
 //! 3. [`Sim`]: a seeded event loop (same seed, same report, byte for byte) with traffic,
 //!    scheduled events and fault injection (spurious writes, wrong requester ids, CPUs going
 //!    offline, affinity changes, allocation storms), and a [`Report`] whose counters add up:
-//!    `raised = delivered + blocked + lost + pending + merged`.
+//!    `raised = delivered + blocked + lost + pending + merged + misdelivered + stale`. Every
+//!    write carries the irq allocation it was sent for, so a write handled by another owner
+//!    is counted as misdelivered (and fails the run), never as delivered.
 //!
 //! Scenarios are TOML files ([`scenario`]); [`scenario::DEFAULT`] is the embedded default.
 
@@ -43,7 +45,16 @@ pub fn run_text(
     seed: Option<u64>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, Box<dyn std::error::Error>> {
-    let scenario = Scenario::parse(text)?;
+    run_scenario(name, Scenario::parse(text)?, seed, progress)
+}
+
+/// Runs a parsed (and perhaps adjusted) scenario.
+pub fn run_scenario(
+    name: &str,
+    scenario: Scenario,
+    seed: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, Box<dyn std::error::Error>> {
     let sim = Sim::new(name, scenario, seed)?;
     Ok(sim.run(progress))
 }

@@ -128,7 +128,20 @@ pub struct Injected {
     pub wrong_rid_delivered: u64,
 }
 
-/// The report of one run. `raised = delivered + blocked + lost + pending + merged`.
+/// How late the simulated CPUs serviced interrupts (the scenario's settings, modelled).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServiceReport {
+    /// Steps a handler kept its vector in service before its EOI.
+    pub handler_steps: u64,
+    /// Percentage of the interrupts reaching an idle CPU that found its interrupts disabled
+    /// (the chance, in percent).
+    pub irqs_off_percent: f64,
+    /// Longest interrupts-disabled window, in steps.
+    pub irqs_off_steps: u64,
+}
+
+/// The report of one run.
+/// `raised = delivered + blocked + lost + pending + merged + misdelivered + stale`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     /// Scenario name.
@@ -139,6 +152,10 @@ pub struct Report {
     pub cpus: u32,
     /// Interrupt remapping on.
     pub remapping: bool,
+    /// The drivers quiesce a device before they free its vectors (modelled).
+    pub quiesce: bool,
+    /// How late the CPUs serviced interrupts (modelled).
+    pub service: ServiceReport,
     /// Traffic steps run.
     pub steps: u64,
     /// Interrupts devices raised.
@@ -151,20 +168,41 @@ pub struct Report {
     pub lost: u64,
     /// Latched at the device at the end (masked).
     pub pending: u64,
-    /// Merged with the same vector already pending (edge coalescing).
+    /// Merged with an interrupt of the same irq already pending in the IRR (edge coalescing,
+    /// or a level line asserted again).
     pub merged: u64,
+    /// Handled by an irq other than the allocation the write was sent for (another owner of
+    /// the vector or of the irq number): fails the run.
+    pub misdelivered: u64,
+    /// Sent for an allocation freed or shut down while the write was in flight, and handled
+    /// by nobody (counted, as a write the driver gave up).
+    pub stale: u64,
     /// Faults recorded by the remapping units, injected ones included: reason -> count.
     pub faults: BTreeMap<String, u64>,
     /// Why interrupts were lost: reason -> count.
     pub lost_reasons: BTreeMap<String, u64>,
     /// Why legitimate interrupts were blocked: fault reason -> count.
     pub blocked_reasons: BTreeMap<String, u64>,
+    /// Which owner's writes were handled by which: description -> count.
+    pub misdelivered_reasons: BTreeMap<String, u64>,
+    /// Where the stale writes ended: reason -> count.
+    pub stale_reasons: BTreeMap<String, u64>,
     /// Interrupts retriggered by cleanup (pending in the IRR of a CPU that went away).
     pub retriggered: u64,
     /// Writes flushed by a driver's quiesce before a free.
     pub quiesced: u64,
     /// Writes in flight when an event started, summed over the events (they race it).
     pub in_flight_at_events: u64,
+    /// Interrupts waiting in an IRR (accepted, not yet handled) when an event started, summed
+    /// over the events.
+    pub pending_at_events: u64,
+    /// Old vectors the cleanup kept because their CPU still held them in its IRR or ISR.
+    pub held_in_irr: u64,
+    /// What freed irqs owned (irq numbers, remapping entries, vectors) given back to their
+    /// pools after their grace period.
+    pub released_after_grace: u64,
+    /// Still held in quarantine at the end (grace not over yet).
+    pub held_at_end: u64,
     /// The waits the simulator models, each named with how it is modelled -> times used.
     pub waits: BTreeMap<String, u64>,
     /// Injected writes.
@@ -194,15 +232,28 @@ pub struct Report {
 }
 
 impl Report {
-    /// True when every raised interrupt ended delivered (once) or as a named merge: nothing
-    /// lost, nothing blocked, nothing still pending, nothing unexpected, and the counters add
-    /// up (`raised = delivered + blocked + lost + pending + merged`).
+    /// True when every raised interrupt ended delivered (once) to the allocation it was sent
+    /// for, as a named merge, or stale (its owner gave it up): nothing lost, nothing
+    /// misdelivered, nothing blocked, nothing still pending, nothing unexpected, and the
+    /// counters add up.
     pub fn ok(&self) -> bool {
         self.lost == 0
+            && self.misdelivered == 0
             && self.blocked == 0
             && self.pending == 0
             && self.unexpected.is_empty()
-            && self.raised == self.delivered + self.blocked + self.lost + self.pending + self.merged
+            && self.raised == self.accounted()
+    }
+
+    /// `delivered + blocked + lost + pending + merged + misdelivered + stale`: equals `raised`.
+    pub fn accounted(&self) -> u64 {
+        self.delivered
+            + self.blocked
+            + self.lost
+            + self.pending
+            + self.merged
+            + self.misdelivered
+            + self.stale
     }
 
     /// The human-readable report.
@@ -216,6 +267,16 @@ impl Report {
             if self.remapping { "on" } else { "off" },
             self.seed,
             self.steps
+        );
+        let sv = &self.service;
+        let _ = writeln!(
+            o,
+            "  drivers' quiesce {}; service (modelled): handlers hold their vector {} step(s), \
+             interrupts disabled at {:.1}% of arrivals for up to {} step(s)",
+            if self.quiesce { "on" } else { "off" },
+            sv.handler_steps,
+            sv.irqs_off_percent,
+            sv.irqs_off_steps
         );
         let _ = writeln!(o, "\nDevices ({} irqs allocated)", self.irqs);
         let _ = writeln!(
@@ -252,13 +313,30 @@ impl Report {
         let _ = writeln!(o, "  lost      {:>10}", self.lost);
         let _ = writeln!(o, "  pending   {:>10}", self.pending);
         let _ = writeln!(o, "  merged    {:>10}", self.merged);
-        for (r, n) in &self.lost_reasons {
-            let _ = writeln!(o, "    lost: {r}: {n}");
-        }
-        for (r, n) in &self.blocked_reasons {
-            let _ = writeln!(o, "    blocked: {r}: {n}");
+        let _ = writeln!(o, "  misdelivered {:>7}", self.misdelivered);
+        let _ = writeln!(o, "  stale     {:>10}", self.stale);
+        for (what, map) in [
+            ("lost", &self.lost_reasons),
+            ("blocked", &self.blocked_reasons),
+            ("misdelivered", &self.misdelivered_reasons),
+            ("stale", &self.stale_reasons),
+        ] {
+            for (r, n) in map {
+                let _ = writeln!(o, "    {what}: {r}: {n}");
+            }
         }
         let _ = writeln!(o, "  retriggered {:>8}", self.retriggered);
+        let _ = writeln!(o, "  pending at events {:>8}", self.pending_at_events);
+        let _ = writeln!(
+            o,
+            "  old vectors held in IRR/ISR at cleanup {:>8}",
+            self.held_in_irr
+        );
+        let _ = writeln!(
+            o,
+            "  freed resources released after their grace {:>8} (held at the end: {})",
+            self.released_after_grace, self.held_at_end
+        );
         let _ = writeln!(o, "  quiesced   {:>8}", self.quiesced);
         let _ = writeln!(o, "  in flight at events {:>8}", self.in_flight_at_events);
         for (w, n) in &self.waits {
@@ -319,9 +397,10 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\nresult: {} (lost {}, unexpected {})",
+            "\nresult: {} (lost {}, misdelivered {}, unexpected {})",
             if self.ok() { "ok" } else { "FAILED" },
             self.lost,
+            self.misdelivered,
             self.unexpected.len()
         );
         o

@@ -5,7 +5,11 @@
 //! [machine]
 //! cpus = 64          # 1..=8192
 //! remapping = true   # VT-d interrupt remapping (devices sit behind the IR domain)
-//! steps = 20000      # traffic steps: one device interrupt each
+//! steps = 20000      # traffic steps: one device interrupt each (at most MAX_STEPS)
+//! quiesce = true     # drivers quiesce a device before they free its vectors (a model)
+//! handler_steps = 2  # a handler holds its vector in service this long before its EOI
+//! irqs_off_chance = 0.1  # an arrival finds its idle CPU with interrupts disabled...
+//! irqs_off_steps = 4     # ...for 1..=4 steps
 //!
 //! [[device]]
 //! kind = "nic"       # nic | nvme | legacy-msi | intx | ims | passthrough | hpet
@@ -22,7 +26,10 @@
 //!
 //! Syntax and type errors come from the TOML parser with their line and column; the checks
 //! that need the whole file (a device name that does not exist, a CPU beyond the machine) are
-//! reported with the line of the table that is wrong and the field's name.
+//! reported with the line of the table that is wrong and the field's name. Every size a
+//! scenario gives is bounded (the `MAX_*` constants, each CPU or index by the machine or the
+//! store), and a value out of its bounds is refused with [`ErrorKind::OutOfRange`] before
+//! anything is built: a scenario cannot make the simulator run for ever or exhaust memory.
 
 use genmsi::CpuMask;
 use serde::Deserialize;
@@ -38,6 +45,18 @@ pub const MAX_DEVICES: usize = 4096;
 pub const MAX_TOTAL_CAPACITY: u64 = 1 << 20;
 /// Largest `count` of an event, either way.
 pub const MAX_EVENT_COUNT: u64 = 1_000_000;
+/// Most traffic steps.
+pub const MAX_STEPS: u64 = 10_000_000;
+/// Most CPUs.
+pub const MAX_CPUS: u64 = 8192;
+/// Most remapping units.
+pub const MAX_IOMMUS: u64 = 16;
+/// Most events.
+pub const MAX_EVENTS: u64 = 100_000;
+/// Largest sum of the events' `count`s, either way: the writes and allocations they make.
+pub const MAX_TOTAL_EVENT_COUNT: u64 = 10_000_000;
+/// Longest `handler_steps` and `irqs_off_steps`.
+pub const MAX_SERVICE_STEPS: u64 = 1000;
 
 /// A whole scenario.
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +103,17 @@ pub struct MachineSpec {
     /// accounting sees what that costs.
     #[serde(default = "yes")]
     pub quiesce: bool,
+    /// Steps a handler holds its vector in service before its end of interrupt: vectors of
+    /// its priority class and below wait in the IRR meanwhile (0: the EOI comes at once).
+    #[serde(default)]
+    pub handler_steps: u64,
+    /// Chance (0..=1) that an interrupt reaching an idle CPU finds it running with interrupts
+    /// disabled.
+    #[serde(default)]
+    pub irqs_off_chance: f64,
+    /// Longest interrupts-disabled window, in steps.
+    #[serde(default)]
+    pub irqs_off_steps: u64,
 }
 
 fn yes() -> bool {
@@ -206,6 +236,25 @@ pub struct EventSpec {
     pub count: Option<i64>,
 }
 
+/// What kind of problem a [`ScenarioError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not TOML, or a field of the wrong type or name (the parser's message).
+    Syntax,
+    /// A size or count outside its bounds.
+    OutOfRange {
+        /// The value given (the magnitude, for a signed count).
+        value: u64,
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// A value that does not fit the rest of the scenario (an unknown device, a CPU list
+    /// naming CPUs the machine does not have, an event on a device it cannot act on...).
+    Invalid,
+}
+
 /// A scenario that cannot run, with where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScenarioError {
@@ -213,6 +262,8 @@ pub struct ScenarioError {
     pub line: usize,
     /// The field concerned.
     pub field: String,
+    /// What kind of problem.
+    pub kind: ErrorKind,
     /// What is wrong.
     pub message: String,
 }
@@ -264,6 +315,7 @@ impl Scenario {
             ScenarioError {
                 line,
                 field: "scenario".into(),
+                kind: ErrorKind::Syntax,
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -276,25 +328,52 @@ impl Scenario {
         let err = |line, field: &str, message: String| ScenarioError {
             line,
             field: field.into(),
+            kind: ErrorKind::Invalid,
             message,
+        };
+        // A size checked against its bounds.
+        let bound = |line, field: &str, value: u64, (min, max): (u64, u64)| {
+            if (min..=max).contains(&value) {
+                return Ok(());
+            }
+            Err(ScenarioError {
+                line,
+                field: field.into(),
+                kind: ErrorKind::OutOfRange { value, min, max },
+                message: format!("{value}: must be {min}..={max}"),
+            })
         };
         let m = &self.machine;
         let mline = text
             .lines()
             .position(|l| l.trim_start().starts_with("[machine]"))
             .map_or(0, |i| i + 1);
-        if !(1..=8192).contains(&m.cpus) {
+        bound(mline, "machine.cpus", m.cpus.into(), (1, MAX_CPUS))?;
+        bound(mline, "machine.iommus", m.iommus.into(), (1, MAX_IOMMUS))?;
+        bound(mline, "machine.steps", m.steps, (0, MAX_STEPS))?;
+        bound(
+            mline,
+            "machine.cleanup_every",
+            m.cleanup_every,
+            (1, MAX_STEPS),
+        )?;
+        bound(
+            mline,
+            "machine.handler_steps",
+            m.handler_steps,
+            (0, MAX_SERVICE_STEPS),
+        )?;
+        bound(
+            mline,
+            "machine.irqs_off_steps",
+            m.irqs_off_steps,
+            (0, MAX_SERVICE_STEPS),
+        )?;
+        if !(0.0..=1.0).contains(&m.irqs_off_chance) {
             return Err(err(
                 mline,
-                "machine.cpus",
-                format!("{} CPUs: must be 1..=8192", m.cpus),
-            ));
-        }
-        if !(1..=16).contains(&m.iommus) {
-            return Err(err(
-                mline,
-                "machine.iommus",
-                format!("{}: must be 1..=16", m.iommus),
+                "machine.irqs_off_chance",
+                format!("{}: must be a chance, 0..=1", m.irqs_off_chance),
             ));
         }
         if m.cpus > 255 && !m.remapping {
@@ -304,13 +383,13 @@ impl Scenario {
                 "APIC ids above 255 are reachable only through remapping (x2APIC)".into(),
             ));
         }
-        if self.devices.len() > MAX_DEVICES {
-            return Err(err(
-                mline,
-                "device",
-                format!("at most {MAX_DEVICES} devices"),
-            ));
-        }
+        bound(
+            mline,
+            "device",
+            self.devices.len() as u64,
+            (0, MAX_DEVICES as u64),
+        )?;
+        bound(mline, "event", self.events.len() as u64, (0, MAX_EVENTS))?;
         let mut names = std::collections::BTreeSet::new();
         let (mut total_capacity, mut total_weight, mut intx) = (0u64, 0f64, 0);
         for d in &self.devices {
@@ -323,9 +402,16 @@ impl Scenario {
                     format!("`{}` is used twice", d.name),
                 ));
             }
-            if d.vectors == 0 {
-                return Err(err(line, "device.vectors", "must be at least 1".into()));
-            }
+            bound(
+                line,
+                "device.vectors",
+                d.vectors.into(),
+                (1, u32::MAX.into()),
+            )
+            .map_err(|e| ScenarioError {
+                message: "must be at least 1".into(),
+                ..e
+            })?;
             if d.capacity.is_some_and(|c| c < d.vectors) {
                 return Err(err(
                     line,
@@ -345,25 +431,27 @@ impl Scenario {
                 DeviceKind::Ims => 1 << 17,
             };
             let capacity = d.capacity.unwrap_or(d.vectors);
-            if capacity > limit {
-                let field = match d.capacity {
-                    Some(_) => "device.capacity",
-                    None => "device.vectors",
-                };
-                return Err(err(
-                    line,
-                    field,
-                    format!("a {:?} device holds at most {limit}", d.kind),
-                ));
-            }
+            let field = match d.capacity {
+                Some(_) => "device.capacity",
+                None => "device.vectors",
+            };
+            bound(line, field, capacity.into(), (1, limit)).map_err(|e| ScenarioError {
+                message: format!("{}: a {:?} device holds at most {limit}", capacity, d.kind),
+                ..e
+            })?;
             total_capacity += u64::from(capacity);
-            if total_capacity > MAX_TOTAL_CAPACITY {
-                return Err(err(
-                    line,
-                    "device.capacity",
-                    format!("the devices hold more than {MAX_TOTAL_CAPACITY} interrupts in all"),
-                ));
-            }
+            bound(
+                line,
+                "device.capacity",
+                total_capacity,
+                (0, MAX_TOTAL_CAPACITY),
+            )
+            .map_err(|e| ScenarioError {
+                message: format!(
+                    "the devices hold more than {MAX_TOTAL_CAPACITY} interrupts in all"
+                ),
+                ..e
+            })?;
             total_weight += d.weight;
             if d.kind == DeviceKind::Intx {
                 intx += 1;
@@ -394,15 +482,26 @@ impl Scenario {
                 "the weights add up to more than a finite number".into(),
             ));
         }
+        let mut total_count = 0u64;
         for e in &self.events {
             let line = line_of(e.span());
             let e = e.get_ref();
-            if e.count.is_some_and(|c| c.unsigned_abs() > MAX_EVENT_COUNT) {
-                return Err(err(
-                    line,
-                    "event.count",
-                    format!("at most {MAX_EVENT_COUNT} either way"),
-                ));
+            if let Some(c) = e.count {
+                bound(line, "event.count", c.unsigned_abs(), (0, MAX_EVENT_COUNT)).map_err(
+                    |e| ScenarioError {
+                        message: format!("{c}: at most {MAX_EVENT_COUNT} either way"),
+                        ..e
+                    },
+                )?;
+                total_count += c.unsigned_abs();
+                bound(line, "event.count", total_count, (0, MAX_TOTAL_EVENT_COUNT)).map_err(
+                    |e| ScenarioError {
+                        message: format!(
+                            "the events' counts add up to more than {MAX_TOTAL_EVENT_COUNT}"
+                        ),
+                        ..e
+                    },
+                )?;
             }
             if e.at > m.steps {
                 return Err(err(

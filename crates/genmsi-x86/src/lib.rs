@@ -61,6 +61,7 @@ pub use ioapic::{IoApicRegs, IoApicStore, PinConfig};
 pub use irte::{FaultReason, InvDescriptor, Irte};
 pub use matrix::{MatrixError, VectorMatrix};
 pub use remap::{
-    Invalidate, IrDomain, IrUnit, IrteIndexOutOfRange, IrteTable, SharedIrteTable, MAX_IRTES,
+    FaultLog, Invalidate, IrDomain, IrUnit, IrteIndexOutOfRange, IrteTable, SharedIrteTable,
+    MAX_IRTES,
 };
-pub use vector::{CleanupReport, Target, VectorDomain, VectorTable};
+pub use vector::{CleanupReport, PendingProbe, Target, VectorDomain, VectorTable};

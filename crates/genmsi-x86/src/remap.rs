@@ -9,7 +9,12 @@
 //!    interrupt entry cache for that index, and composes the remappable-format message.
 //! 3. `set_affinity` rewrites the IRTE in place from the parent's new message and invalidates:
 //!    the device's message does not change, so a device never sees a torn update.
-//! 4. `deactivate` clears the present bit (and invalidates); `free` returns the handles.
+//! 4. `deactivate` clears the present bit (and invalidates); `free` holds the handles in
+//!    quarantine: a write the device posted before the free may still reach the unit, and
+//!    must find the entry not present (fault 0x22) rather than a new owner's entry.
+//! 5. [`Domain::advance_grace`] (the embedder's `IrqSystem::advance_grace`, see
+//!    [`genmsi::grace`]) gives the held handles back once the platform's posted-write bound
+//!    has passed since their free: no write to them is in the fabric any more.
 //!
 //! The table memory and the invalidation queue are traits ([`IrteTable`], [`Invalidate`]) so
 //! the same domain runs over a simulated IOMMU and over real VT-d registers.
@@ -23,9 +28,14 @@ use crate::msi::{MsiFormat, RemappableMsi};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+#[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
 use genmsi::range::RangeAllocator;
-use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, Msg, Result};
+use genmsi::{
+    AllocRequest, Composed, CpuMask, Domain, Error, GraceClock, Irq, Msg, Quarantine, Result,
+};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// The remap table's memory, as the remapping domain writes it.
 pub trait IrteTable: Send {
@@ -157,6 +167,8 @@ pub struct IrDomain<T: IrteTable, I: Invalidate> {
     irqs: BTreeMap<Irq, IrData>,
     /// Live irqs per block (block start -> count), so padding entries go back with the last one.
     blocks: BTreeMap<u32, u32>,
+    /// Blocks of entries freed, not present, held until their grace has passed (first, count).
+    held: Quarantine<(u32, u32)>,
     invalidations: u64,
 }
 
@@ -165,6 +177,7 @@ impl<T: IrteTable, I: Invalidate> core::fmt::Debug for IrDomain<T, I> {
         f.debug_struct("IrDomain")
             .field("entries", &self.table.len())
             .field("free", &self.handles.free_count())
+            .field("held", &self.held.iter().map(|(b, _)| b.1).sum::<u32>())
             .field("x2apic", &self.x2apic)
             .field("invalidations", &self.invalidations)
             .finish()
@@ -182,6 +195,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> IrDomain<T, I> {
             x2apic,
             irqs: BTreeMap::new(),
             blocks: BTreeMap::new(),
+            held: Quarantine::new(),
             invalidations: 0,
         }
     }
@@ -189,6 +203,28 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> IrDomain<T, I> {
     /// Entries still free.
     pub fn free_entries(&self) -> u32 {
         self.handles.free_count()
+    }
+
+    /// Entries freed but held (not present) until their grace has passed.
+    pub fn held_entries(&self) -> u32 {
+        self.held.iter().map(|(b, _)| b.1).sum()
+    }
+
+    /// The blocks of entries held (first entry, count), with the time their grace started
+    /// (`None`: the grace clock has not advanced since).
+    pub fn held_blocks(&self) -> Vec<((u32, u32), Option<u64>)> {
+        self.held.iter().map(|(&b, since)| (b, since)).collect()
+    }
+
+    fn release_held(&mut self) -> u32 {
+        let mut n = 0;
+        for (first, count) in self.held.release_expired() {
+            self.handles
+                .release(first, count)
+                .expect("held entries were allocated");
+            n += count;
+        }
+        n
     }
 
     /// Invalidations issued so far.
@@ -342,9 +378,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
             *live -= 1;
             if *live == 0 {
                 self.blocks.remove(&first);
-                self.handles
-                    .release(first, count)
-                    .expect("the block was allocated");
+                self.held.hold((first, count));
             }
         }
     }
@@ -378,6 +412,21 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
         d.active
             .then(|| Composed::new(Self::msg(d, vector), parent.and_then(|p| p.effective_cpu)))
     }
+
+    /// Stamps the held entries and gives back those whose grace has passed: every write to
+    /// them has reached the unit (and faulted) by then.
+    fn advance_grace(&mut self, clock: GraceClock) -> u32 {
+        self.held.advance(clock);
+        self.release_held()
+    }
+
+    fn reclaim(&mut self) -> u32 {
+        self.release_held()
+    }
+
+    fn held(&self) -> u32 {
+        self.held_entries()
+    }
 }
 
 /// An interrupt as the remapping unit hands it to the CPUs.
@@ -397,6 +446,101 @@ pub struct Remapped {
     pub trigger: Trigger,
 }
 
+/// The faults a remapping unit recorded: the most recent ones in a ring of fixed capacity (as
+/// the hardware's fault recording registers keep the last few), and exact counts of all of
+/// them per reason. Bounded by construction: a device that faults forever (a late write to a
+/// freed entry in a loop, a guest programming garbage) costs no memory beyond the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultLog {
+    recent: alloc::collections::VecDeque<(Option<u32>, FaultReason)>,
+    capacity: usize,
+    /// Per reason, indexed by code - 0x20.
+    counts: [u64; FaultLog::REASONS],
+}
+
+impl Default for FaultLog {
+    fn default() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl FaultLog {
+    /// Records kept by default.
+    pub const DEFAULT_CAPACITY: usize = 256;
+    /// Interrupt-remapping fault reasons (0x20..=0x26).
+    const REASONS: usize = 7;
+
+    /// A log keeping the last `capacity` records (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        FaultLog {
+            recent: alloc::collections::VecDeque::with_capacity(capacity),
+            capacity,
+            counts: [0; Self::REASONS],
+        }
+    }
+
+    fn slot(reason: FaultReason) -> usize {
+        usize::from(reason.code() - FaultReason::RequestReserved.code())
+    }
+
+    /// Records one fault (the entry index when known): counted, and kept in the ring, whose
+    /// oldest record goes when it is full.
+    pub fn record(&mut self, index: Option<u32>, reason: FaultReason) {
+        self.counts[Self::slot(reason)] += 1;
+        if self.recent.len() == self.capacity {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((index, reason));
+    }
+
+    /// The most recent records, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &(Option<u32>, FaultReason)> {
+        self.recent.iter()
+    }
+
+    /// Faults of `reason` recorded since the log was made (or cleared).
+    pub fn count(&self, reason: FaultReason) -> u64 {
+        self.counts[Self::slot(reason)]
+    }
+
+    /// Every reason with a non-zero count, in code order.
+    pub fn counts(&self) -> impl Iterator<Item = (FaultReason, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| {
+                let code = FaultReason::RequestReserved.code() + i as u8;
+                (
+                    FaultReason::from_code(code).expect("a remapping fault code"),
+                    n,
+                )
+            })
+    }
+
+    /// All faults recorded.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Records the ring no longer holds (counted all the same).
+    pub fn overwritten(&self) -> u64 {
+        self.total() - self.recent.len() as u64
+    }
+
+    /// The ring's size.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every record and count.
+    pub fn clear(&mut self) {
+        self.recent.clear();
+        self.counts = [0; Self::REASONS];
+    }
+}
+
 /// The remapping unit's side (a hardware model for simulators and tests): entry cache,
 /// translation, faults.
 #[derive(Debug, Default)]
@@ -408,8 +552,8 @@ pub struct IrUnit {
     pub x2apic: bool,
     /// Compatibility-format interrupts pass through (GSTS.CFIS set); blocked otherwise.
     pub allow_compat: bool,
-    /// Faults recorded (index when known, reason).
-    pub faults: Vec<(Option<u32>, FaultReason)>,
+    /// Faults recorded (index when known, reason): the last few, and counts of all.
+    pub faults: FaultLog,
 }
 
 impl IrUnit {
@@ -446,7 +590,7 @@ impl IrUnit {
     ) -> core::result::Result<Remapped, FaultReason> {
         let result = self.lookup(msg, requester, table);
         if let Err((index, reason)) = result {
-            self.faults.push((index, reason));
+            self.faults.record(index, reason);
         }
         result.map_err(|(_, r)| r)
     }
@@ -519,5 +663,33 @@ mod tests {
         assert_eq!(left, [0, 1, 2, 3, 8]);
         unit.invalidate(InvDescriptor::IecGlobal);
         assert!(unit.cache.is_empty());
+    }
+
+    #[test]
+    fn the_fault_log_keeps_the_last_records_and_counts_every_fault() {
+        let mut log = FaultLog::with_capacity(3);
+        for i in 0..10 {
+            log.record(Some(i), FaultReason::NotPresent);
+        }
+        log.record(None, FaultReason::SourceId);
+        let recent: Vec<_> = log.recent().copied().collect();
+        assert_eq!(
+            recent,
+            [
+                (Some(8), FaultReason::NotPresent),
+                (Some(9), FaultReason::NotPresent),
+                (None, FaultReason::SourceId)
+            ]
+        );
+        assert_eq!(log.count(FaultReason::NotPresent), 10);
+        assert_eq!(log.count(FaultReason::SourceId), 1);
+        assert_eq!(log.count(FaultReason::RequestReserved), 0);
+        assert_eq!(
+            log.counts().collect::<Vec<_>>(),
+            [(FaultReason::NotPresent, 10), (FaultReason::SourceId, 1)]
+        );
+        assert_eq!((log.total(), log.overwritten()), (11, 8));
+        log.clear();
+        assert_eq!((log.total(), log.recent().count()), (0, 0));
     }
 }

@@ -14,6 +14,29 @@
 //!    path marks it) or after [`VectorDomain::complete_move`]. [`VectorDomain::cleanup`] then
 //!    releases the old targets whose vectors are not pending in their CPU's IRR; a pending one
 //!    is left for its CPU to deliver, or retriggered on the new target if its CPU went offline.
+//!
+//! ## Freeing an irq: the vector waits for its grace
+//!
+//! A freed or deactivated irq's vector is not handed out again at once: a write the device
+//! posted before it was masked may still be in the fabric, or sit in the CPU's IRR, and would
+//! be handled as the interrupt of whoever got the vector next (the matrix hands out the lowest
+//! free vector, so that is the very next allocation on the CPU). The flow
+//! (see [`genmsi::grace`] for the whole system's part):
+//!
+//! 1. `deactivate` (and `free`, for an irq still holding targets) leaves each target allocated
+//!    in the matrix and puts a *freed marker* in its [`VectorTable`] entry: a write that still
+//!    arrives looks up [`IrqRef::freed`] and is counted as [`Delivery::Stale`](genmsi::Delivery::Stale),
+//!    never handled by anyone.
+//! 2. [`Domain::advance_grace`] (the embedder's [`genmsi::IrqSystem::advance_grace`]) stamps
+//!    the held targets; once the platform's posted-write bound has passed since, every write
+//!    to them has landed in an IRR.
+//! 3. The cleanup ([`VectorDomain::cleanup`], [`VectorDomain::cleanup_on_cpu`]) gives a held
+//!    target back to the matrix once its grace has passed and its vector is pending in neither
+//!    the IRR nor the ISR of its CPU (an offline CPU holds nothing: it was reset). A
+//!    [`VectorDomain::set_pending_probe`] lets the domain ask by itself, at an advance or when
+//!    an allocation finds no vector.
+//! 4. An irq activated again before that takes back a target it holds itself: a late write is
+//!    its own interrupt there.
 
 use crate::apic::{ApicId, Trigger, Vector};
 use crate::matrix::{MatrixError, VectorMatrix};
@@ -23,19 +46,29 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
-use genmsi::{AllocRequest, Composed, CpuMask, Domain, Error, Irq, IrqRef, Result};
+use genmsi::{
+    AllocRequest, Composed, CpuMask, Domain, Error, GraceClock, Irq, IrqRef, Quarantine, Result,
+};
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// Entry flag: an interrupt arrived through this entry since it was mapped.
 const SEEN: u64 = 1 << 31;
-/// Entry bits 30:0 hold the irq number plus one (0: unmapped), bits 63:32 its generation.
+/// Entry flag: the vector is held for a freed allocation of the irq (a freed marker).
+const FREED: u64 = 1 << 63;
+/// Entry bits 30:0 hold the irq number plus one (0: unmapped), bits 60:32 its generation.
 const IRQ_BITS: u64 = SEEN - 1;
+/// The generation's bits, once shifted down.
+const GENERATION_BITS: u64 = (1 << 29) - 1;
 
 fn decode(e: u64) -> Option<IrqRef> {
-    (e & IRQ_BITS != 0).then(|| IrqRef {
-        irq: Irq((e & IRQ_BITS) as u32 - 1),
-        generation: (e >> 32) as u32,
+    let irq = Irq(((e & IRQ_BITS) as u32).checked_sub(1)?);
+    Some(match e & FREED {
+        0 => IrqRef {
+            irq,
+            generation: ((e >> 32) & GENERATION_BITS) as u32,
+        },
+        _ => IrqRef::freed(irq),
     })
 }
 
@@ -49,14 +82,17 @@ pub struct VectorTable {
 
 impl core::fmt::Debug for VectorTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let used = self
-            .entries
-            .iter()
-            .filter(|e| e.load(Ordering::Relaxed) != 0)
-            .count();
+        let (mut used, mut held) = (0, 0);
+        for e in self.entries.iter().map(|e| e.load(Ordering::Relaxed)) {
+            match (e & IRQ_BITS != 0, e & FREED != 0) {
+                (true, false) => used += 1,
+                (true, true) => held += 1,
+                _ => {}
+            }
+        }
         write!(
             f,
-            "VectorTable({} CPUs, {used} vectors mapped)",
+            "VectorTable({} CPUs, {used} vectors mapped, {held} held)",
             self.entries.len() / 256
         )
     }
@@ -76,12 +112,14 @@ impl VectorTable {
     }
 
     /// The irq allocation mapped at (cpu, vector), marking the entry as used (the delivery
-    /// path). Deliver it with [`genmsi::IrqSystem::handle_ref`].
+    /// path). Deliver it with [`genmsi::IrqSystem::handle_ref`]. A vector held for a freed
+    /// allocation answers [`IrqRef::freed`], which is delivered as
+    /// [`Delivery::Stale`](genmsi::Delivery::Stale).
     pub fn lookup_ref(&self, cpu: u32, vector: Vector) -> Option<IrqRef> {
         let slot = self.slot(cpu, vector)?;
         let e = slot.load(Ordering::Acquire);
         let r = decode(e)?;
-        if e & SEEN == 0 {
+        if e & (SEEN | FREED) == 0 {
             slot.fetch_or(SEEN, Ordering::AcqRel);
         }
         Some(r)
@@ -94,16 +132,23 @@ impl VectorTable {
         self.lookup_ref(cpu, vector).map(|r| r.irq)
     }
 
-    /// The irq mapped at (cpu, vector), without marking it.
+    /// The irq mapped at (cpu, vector), without marking it (`None` for a held vector too).
     pub fn peek(&self, cpu: u32, vector: Vector) -> Option<Irq> {
-        decode(self.slot(cpu, vector)?.load(Ordering::Acquire)).map(|r| r.irq)
+        let e = self.slot(cpu, vector)?.load(Ordering::Acquire);
+        (e & FREED == 0).then(|| decode(e)).flatten().map(|r| r.irq)
+    }
+
+    /// The irq whose freed allocation holds (cpu, vector) in quarantine, if any.
+    pub fn held(&self, cpu: u32, vector: Vector) -> Option<Irq> {
+        let e = self.slot(cpu, vector)?.load(Ordering::Acquire);
+        (e & FREED != 0).then(|| decode(e)).flatten().map(|r| r.irq)
     }
 
     /// True when an interrupt arrived through (cpu, vector) since it was mapped: for a new
     /// target, the move to it is complete.
     pub fn seen(&self, cpu: u32, vector: Vector) -> bool {
         self.slot(cpu, vector)
-            .is_some_and(|s| s.load(Ordering::Acquire) & SEEN != 0)
+            .is_some_and(|s| s.load(Ordering::Acquire) & (SEEN | FREED) == SEEN)
     }
 
     fn map(&self, cpu: u32, vector: Vector, r: IrqRef) {
@@ -111,6 +156,16 @@ impl VectorTable {
             let irq = u64::from(r.irq.0) + 1;
             s.store(
                 (u64::from(r.generation) << 32) | (irq & IRQ_BITS),
+                Ordering::Release,
+            );
+        }
+    }
+
+    /// Leaves a freed marker for `irq` at (cpu, vector).
+    fn hold(&self, cpu: u32, vector: Vector, irq: Irq) {
+        if let Some(s) = self.slot(cpu, vector) {
+            s.store(
+                FREED | ((u64::from(irq.0) + 1) & IRQ_BITS),
                 Ordering::Release,
             );
         }
@@ -148,6 +203,30 @@ struct VectorData {
     old: Vec<Target>,
     /// The move was declared complete by `complete_move`.
     completed: bool,
+    /// An ordinary irq holds a reservation of the matrix (allocated or deactivated, not active).
+    reserved: bool,
+}
+
+/// A target of a freed or deactivated irq, held until its grace has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeldTarget {
+    target: Target,
+    /// The allocation that held it.
+    owner: IrqRef,
+    /// Its release also gives back the managed reservation of its CPU (the owner was freed).
+    drop_managed: bool,
+}
+
+/// Asks whether `vector` is pending in the IRR or the ISR of `cpu` (see
+/// [`VectorDomain::set_pending_probe`]).
+pub type PendingProbe = alloc::boxed::Box<dyn Fn(u32, Vector) -> bool + Send>;
+
+struct Probe(PendingProbe);
+
+impl core::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PendingProbe")
+    }
 }
 
 /// What [`VectorDomain::cleanup`] did.
@@ -160,6 +239,11 @@ pub struct CleanupReport {
     pub retrigger: Vec<Irq>,
     /// Moves still waiting (no interrupt on the new target yet, or a pending old vector).
     pub waiting: u32,
+    /// Targets of freed or deactivated irqs given back to the matrix: their grace had passed
+    /// and their vector was pending neither in the IRR nor in the ISR.
+    pub reclaimed: Vec<(Irq, Target)>,
+    /// Targets still held after this pass.
+    pub held: u32,
 }
 
 /// The vector domain (see the module docs).
@@ -170,6 +254,9 @@ pub struct VectorDomain {
     apic_ids: Vec<ApicId>,
     max_apic_id: u32,
     irqs: BTreeMap<Irq, VectorData>,
+    /// Targets of freed or deactivated irqs, in quarantine (see the module docs).
+    held: Quarantine<HeldTarget>,
+    probe: Option<Probe>,
 }
 
 impl VectorDomain {
@@ -190,7 +277,27 @@ impl VectorDomain {
             max_apic_id: apic_ids.iter().map(|a| a.0).max().unwrap_or(0),
             apic_ids,
             irqs: BTreeMap::new(),
+            held: Quarantine::new(),
+            probe: None,
         }
+    }
+
+    /// Gives the domain a way to ask whether a vector is pending in the IRR or the ISR of a
+    /// CPU, so that it can give back held vectors by itself: at each
+    /// [`Domain::advance_grace`] and when an allocation finds no vector. Only for platforms
+    /// where any CPU can read another's (x2APIC with a shared model, a simulator); in xAPIC
+    /// mode each CPU runs [`VectorDomain::cleanup_on_cpu`] instead.
+    pub fn set_pending_probe(&mut self, probe: Option<PendingProbe>) {
+        self.probe = probe.map(Probe);
+    }
+
+    /// The targets held in quarantine: the irq that held each, and the time its grace
+    /// started (`None`: the grace clock has not advanced since).
+    pub fn held_targets(&self) -> Vec<(Irq, Target, Option<u64>)> {
+        self.held
+            .iter()
+            .map(|(h, since)| (h.owner.irq, h.target, since))
+            .collect()
     }
 
     /// The vector table, for the delivery path.
@@ -267,6 +374,53 @@ impl VectorDomain {
             .expect("a mapped target is allocated in the matrix");
     }
 
+    /// Holds a target of `owner` in quarantine, behind a freed marker.
+    fn hold(&mut self, t: Target, owner: IrqRef) {
+        self.table.hold(t.cpu, t.vector, owner.irq);
+        self.held.hold(HeldTarget {
+            target: t,
+            owner,
+            drop_managed: false,
+        });
+    }
+
+    /// Gives back the held targets whose grace has passed and whose vector `pending` says is
+    /// neither in the IRR nor in the ISR (not asked for offline CPUs, nor, with `only`, for
+    /// other online CPUs, which stay held).
+    fn reclaim_held(
+        &mut self,
+        only: Option<u32>,
+        pending: &dyn Fn(u32, Vector) -> bool,
+    ) -> Vec<(Irq, Target)> {
+        let matrix = &self.matrix;
+        let ready = self.held.release_where(|h| {
+            let (cpu, vector) = (h.target.cpu, h.target.vector);
+            if !matrix.is_online(cpu) {
+                // An offline CPU was reset: its IRR and ISR hold nothing any more.
+                return true;
+            }
+            only.is_none_or(|c| c == cpu) && !pending(cpu, vector)
+        });
+        let mut out = Vec::with_capacity(ready.len());
+        for h in ready {
+            self.give_back(h.target);
+            if h.drop_managed {
+                self.matrix.remove_managed(&CpuMask::single(h.target.cpu));
+            }
+            out.push((h.owner.irq, h.target));
+        }
+        out
+    }
+
+    fn reclaim_with_probe(&mut self) -> u32 {
+        let Some(probe) = self.probe.take() else {
+            return 0;
+        };
+        let n = self.reclaim_held(None, &*probe.0).len() as u32;
+        self.probe = Some(probe);
+        n
+    }
+
     /// Declares the move of `irq` complete (its new message or entry is known to be in effect),
     /// so that [`VectorDomain::cleanup`] may release the old targets.
     pub fn complete_move(&mut self, irq: Irq) {
@@ -334,6 +488,8 @@ impl VectorDomain {
             }
             d.old = keep;
         }
+        report.reclaimed = self.reclaim_held(only, pending);
+        report.held = self.held.len() as u32;
         report
     }
 }
@@ -397,6 +553,7 @@ impl Domain for VectorDomain {
                     current: None,
                     old: Vec::new(),
                     completed: false,
+                    reserved: !r.managed,
                 },
             );
         }
@@ -409,12 +566,25 @@ impl Domain for VectorDomain {
                 continue;
             };
             for t in d.current.into_iter().chain(d.old) {
-                self.give_back(t);
+                self.hold(t, d.irq_ref);
             }
-            match d.managed {
-                true => self.matrix.remove_managed(&d.affinity),
-                false => self.matrix.remove_reserved(),
+            if !d.managed {
+                if d.reserved {
+                    self.matrix.remove_reserved();
+                }
+                continue;
             }
+            // The managed reservation of a CPU whose vector is held goes back with that
+            // vector; the other CPUs' go back now.
+            let mut now = d.affinity.clone();
+            for h in self.held.iter_mut() {
+                let cpu = h.target.cpu;
+                if h.owner == d.irq_ref && h.target.managed && now.contains(cpu) {
+                    h.drop_managed = true;
+                    now = now.without(cpu);
+                }
+            }
+            self.matrix.remove_managed(&now);
         }
     }
 
@@ -424,7 +594,26 @@ impl Domain for VectorDomain {
             return self.compose(&d, t);
         }
         let mask = d.affinity.clone();
-        let t = match self.take(&mask, d.managed, !d.managed) {
+        let matrix = &self.matrix;
+        let own = self.held.take_back(|h| {
+            h.owner == d.irq_ref
+                && h.target.managed == d.managed
+                && mask.contains(h.target.cpu)
+                && matrix.is_online(h.target.cpu)
+        });
+        if let Some(h) = own {
+            // Its own held vector: a write still arriving is this irq's interrupt.
+            if d.reserved {
+                self.matrix.remove_reserved();
+            }
+            let t = h.target;
+            self.table.map(t.cpu, t.vector, d.irq_ref);
+            let data = self.irqs.get_mut(&irq).expect("checked");
+            data.current = Some(t);
+            data.reserved = false;
+            return self.compose(&d, t);
+        }
+        let t = match self.take(&mask, d.managed, d.reserved) {
             // An ordinary irq whose affinity CPUs all went offline while it was inactive takes
             // any online CPU, as Linux's `assign_irq_vector_any_locked` does. Where an online
             // CPU of the affinity is only full, the refusal stands: the caller's constraint is
@@ -437,7 +626,9 @@ impl Domain for VectorDomain {
             r => r?,
         };
         self.table.map(t.cpu, t.vector, d.irq_ref);
-        self.irqs.get_mut(&irq).expect("checked").current = Some(t);
+        let data = self.irqs.get_mut(&irq).expect("checked");
+        data.current = Some(t);
+        data.reserved = false;
         self.compose(&d, t)
     }
 
@@ -451,13 +642,16 @@ impl Domain for VectorDomain {
             .into_iter()
             .chain(d.old.drain(..))
             .collect();
-        let managed = d.managed;
+        let (managed, owner) = (d.managed, d.irq_ref);
         for t in targets {
-            self.give_back(t);
+            self.hold(t, owner);
         }
         if !managed {
-            // Back to reservation mode; a vector was just returned, so this cannot fail.
-            let _ = self.matrix.reserve();
+            // Back to reservation mode. The held vector still counts as allocated, so on a
+            // full machine the reservation may be refused: activation then takes a vector
+            // without one, as a plain allocation.
+            let reserved = self.matrix.reserve().is_ok();
+            self.irqs.get_mut(&irq).expect("checked").reserved = reserved;
         }
     }
 
@@ -538,5 +732,20 @@ impl Domain for VectorDomain {
 
     fn cpu_online(&mut self, cpu: u32) {
         let _ = self.matrix.online(cpu);
+    }
+
+    /// Stamps the held targets; with a [`VectorDomain::set_pending_probe`], gives back those
+    /// whose grace has passed and whose vector is pending nowhere (otherwise the cleanup does).
+    fn advance_grace(&mut self, clock: GraceClock) -> u32 {
+        self.held.advance(clock);
+        self.reclaim_with_probe()
+    }
+
+    fn reclaim(&mut self) -> u32 {
+        self.reclaim_with_probe()
+    }
+
+    fn held(&self) -> u32 {
+        self.held.len() as u32
     }
 }

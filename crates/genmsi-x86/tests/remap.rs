@@ -71,7 +71,7 @@ fn remapped_delivery_and_every_blocked_reason() {
         .lock()
         .unwrap()
         .faults
-        .iter()
+        .recent()
         .map(|f| f.1.code())
         .collect();
     assert_eq!(faults, [0x26, 0x21, 0x22, 0x20]);
@@ -123,6 +123,9 @@ fn handles_are_released_on_free_and_blocks_are_aligned() {
     assert_eq!(m.with_ir(|ir| ir.free_entries()), free0 - 5);
     m.sys.free_all(msi, D).unwrap();
     m.sys.free_index(nic, D, 0).unwrap();
+    // Freed entries are held (not present) until their grace ends.
+    assert_eq!(m.with_ir(|ir| ir.free_entries() + ir.held_entries()), free0);
+    m.sys.advance_grace(0);
     assert_eq!(m.with_ir(|ir| ir.free_entries()), free0);
     assert_eq!(m.with_ir(|ir| ir.entry_of(one)), None);
     // Exhaustion is typed and leaves nothing behind.

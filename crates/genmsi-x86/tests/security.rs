@@ -86,7 +86,7 @@ fn a_device_cannot_raise_another_devices_interrupt() {
 }
 
 /// A freed index's message is blocked at once, also after its IRTE is given to another
-/// device's irq, and never delivered there.
+/// device's irq (once its grace ended), and never delivered there.
 #[test]
 fn a_freed_irte_is_unusable_at_once() {
     let mut m = machine(1, 4);
@@ -102,6 +102,12 @@ fn a_freed_irte_is_unusable_at_once() {
         Arrival::Blocked(FaultReason::NotPresent),
         "the entry cache was invalidated with the free"
     );
+    // During its grace the freed IRTE is given to nobody: B gets the other three only.
+    assert_eq!(
+        m.sys.alloc_range(b, D, 0, 4, &AllocOpts::default()),
+        Err(Error::NoRemapEntries { requested: 4 })
+    );
+    m.sys.advance_grace(0);
     // Every IRTE goes to B now, the freed one included.
     let b_irqs = m
         .sys

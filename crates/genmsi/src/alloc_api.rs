@@ -120,7 +120,25 @@ impl<R: RawMutex> IrqSystem<R> {
         self.alloc_in(&mut self.config.lock(), device, slot, indices, opts)
     }
 
+    /// Allocates; when a pool is empty (irq numbers, vectors, remapping entries), reclaims
+    /// what has passed its grace (see [`crate::grace`]) and tries once more.
     fn alloc_in(
+        &self,
+        cfg: &mut Config,
+        device: DeviceId,
+        slot: SlotId,
+        indices: Indices,
+        opts: &AllocOpts,
+    ) -> Result<Vec<(u32, Irq)>> {
+        match self.alloc_once(cfg, device, slot, indices, opts) {
+            Err(e) if e.is_exhaustion() && self.reclaim_in(cfg) => {
+                self.alloc_once(cfg, device, slot, indices, opts)
+            }
+            r => r,
+        }
+    }
+
+    fn alloc_once(
         &self,
         cfg: &mut Config,
         device: DeviceId,
@@ -212,6 +230,9 @@ impl<R: RawMutex> IrqSystem<R> {
                 .release(irq0, count)
                 .expect("numbers were allocated above");
         };
+        // Numbers whose irqs were activated (their message reached the store) are held for
+        // their grace, like the resources of the levels below.
+        let hold_numbers = |cfg: &mut Config| cfg.numbers_held.hold((irq0, count));
 
         // 3. Parent domains, root first; on failure free the levels done, top down.
         let parent = dd.parent;
@@ -233,11 +254,10 @@ impl<R: RawMutex> IrqSystem<R> {
                 return Err(e);
             }
         }
-        let undo_domains = |cfg: &mut Config| {
+        let free_domains = |cfg: &mut Config| {
             for &id in &chain {
                 node(&mut cfg.domains, id).free(&irqs);
             }
-            release_numbers(cfg);
         };
 
         // 4. The store: bind each index, enable the store on first use.
@@ -259,7 +279,8 @@ impl<R: RawMutex> IrqSystem<R> {
             for r in &requests[..prepared] {
                 dd.store.release(r.index);
             }
-            undo_domains(cfg);
+            free_domains(cfg);
+            release_numbers(cfg);
             return Err(e);
         }
         for r in &requests {
@@ -308,7 +329,12 @@ impl<R: RawMutex> IrqSystem<R> {
                             );
                         }
                         self.forget(cfg, device, slot, &requests, !was_enabled);
-                        undo_domains(cfg);
+                        free_domains(cfg);
+                        if n == 0 {
+                            release_numbers(cfg);
+                        } else {
+                            hold_numbers(cfg);
+                        }
                         return Err(e);
                     }
                 }
@@ -341,7 +367,8 @@ impl<R: RawMutex> IrqSystem<R> {
         }
     }
 
-    /// Frees one index: quiesce, deactivate, free every level, release the irq number.
+    /// Frees one index: quiesce, deactivate, free every level; the irq number (and what the
+    /// levels below held for it) goes back to its pool after its grace (see [`crate::grace`]).
     pub fn free_index(&self, device: DeviceId, slot: SlotId, index: u32) -> Result<()> {
         self.free_in(&mut self.config.lock(), device, slot, &[index])
     }
@@ -418,9 +445,10 @@ impl<R: RawMutex> IrqSystem<R> {
         }
         self.forget(cfg, device, slot, &requests, true);
         for irq in irqs {
-            cfg.irq_numbers
-                .release(irq.0, 1)
-                .expect("an allocated irq has its number");
+            // A write the device sent before the free may still be in flight, and a delivery
+            // path may name the number alone (a level-triggered pin's end of interrupt, a
+            // simulator's record): the number waits for its grace too.
+            cfg.numbers_held.hold((irq.0, 1));
         }
         Ok(())
     }

@@ -157,4 +157,23 @@ pub trait Domain: Any + Send {
     fn cpu_online(&mut self, cpu: u32) {
         let _ = cpu;
     }
+
+    /// The embedder's grace clock advanced (see [`grace`](crate::grace)): stamp the resources
+    /// this level holds in quarantine and give back those whose grace has passed. Returns how
+    /// many went back to their pool.
+    fn advance_grace(&mut self, clock: crate::GraceClock) -> u32 {
+        let _ = clock;
+        0
+    }
+
+    /// Gives back what has passed its grace at the last [`Domain::advance_grace`] and is still
+    /// held (an allocation found a pool empty); stamps nothing. Returns how many went back.
+    fn reclaim(&mut self) -> u32 {
+        0
+    }
+
+    /// Resources this level holds in quarantine (freed, grace not over yet).
+    fn held(&self) -> u32 {
+        0
+    }
 }

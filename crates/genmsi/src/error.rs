@@ -117,6 +117,17 @@ pub enum Error {
 /// The result type of the core.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+impl Error {
+    /// True for a pool found empty (irq numbers, vectors, remapping entries): an allocation
+    /// reclaims what has passed its grace and tries again before it reports one.
+    pub fn is_exhaustion(&self) -> bool {
+        matches!(
+            self,
+            Error::NoIrqNumbers { .. } | Error::NoVectors { .. } | Error::NoRemapEntries { .. }
+        )
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

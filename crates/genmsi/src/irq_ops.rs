@@ -18,7 +18,11 @@ impl<R: RawMutex> IrqSystem<R> {
         if dd.descs[&d.index].active {
             return Ok(());
         }
-        self.start(cfg, irq)
+        match self.start(cfg, irq) {
+            // A pool ran dry: reclaim what has passed its grace and try once more.
+            Err(e) if e.is_exhaustion() && self.reclaim_in(cfg) => self.start(cfg, irq),
+            r => r,
+        }
     }
 
     /// Activates `irq` through its hierarchy and records where it now arrives; on error
@@ -57,7 +61,12 @@ impl<R: RawMutex> IrqSystem<R> {
         if target.is_empty() {
             return Err(Error::EmptyAffinity);
         }
-        self.move_counted(cfg, irq, &target)?;
+        match self.move_counted(cfg, irq, &target) {
+            Err(e) if e.is_exhaustion() && self.reclaim_in(cfg) => {
+                self.move_counted(cfg, irq, &target)?
+            }
+            r => r?,
+        }
         let d = cfg.irqs[&irq];
         device_domain(&mut cfg.devices, d.device, d.slot)?
             .descs

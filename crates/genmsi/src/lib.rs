@@ -20,6 +20,10 @@
 //!   ([`IrqSystem::alloc_at`], the entry a guest just unmasked), any free index with a cookie
 //!   ([`IrqSystem::alloc_any`], IMS), and free, grow or shrink, while the other indices keep
 //!   delivering. Every refusal is a typed [`Error`] and leaves the state as it was.
+//! - **Reuse that cannot misdeliver.** What a freed or deactivated irq owned (its vector, its
+//!   remapping entry, its number) is held in quarantine until a grace period proves that no
+//!   write to it can still land, on a clock and a posted-write bound the embedder supplies
+//!   (see [`grace`]).
 //!
 //! ## Two paths, and memory per irq
 //!
@@ -77,6 +81,7 @@ pub mod cpumask;
 mod device;
 pub mod domain;
 mod error;
+pub mod grace;
 mod irq;
 mod irq_ops;
 mod msg;
@@ -92,10 +97,12 @@ pub use cpumask::{CpuMask, MAX_CPUS};
 pub use device::{DeviceId, MsiDesc, SlotId};
 pub use domain::{AllocRequest, Composed, DeviceMeta, Domain, DomainId, IrqRequest};
 pub use error::{Error, Result, Unsupported};
+pub use grace::{GraceClock, Quarantine};
 pub use irq::Irq;
 pub use msg::Msg;
 pub use store::{MsgStore, StoreCaps};
 pub use system::{
-    AllocOpts, IrqInfo, IrqSystem, OfflineReport, Stats, SystemConfig, MAX_HANDLERS, MAX_IRQS,
+    AllocOpts, GraceClockFn, GraceReport, IrqInfo, IrqSystem, OfflineReport, Stats, SystemConfig,
+    MAX_HANDLERS, MAX_IRQS,
 };
 pub use table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};

@@ -3,6 +3,7 @@
 
 use crate::cpumask::MaskInterner;
 use crate::device::{Device, DeviceDomain};
+use crate::grace::{GraceClock, Quarantine};
 use crate::range::RangeAllocator;
 use crate::table::{Delivery, HandlerId, IrqHandler, IrqRef, IrqTable};
 use crate::{
@@ -142,6 +143,28 @@ pub(crate) struct Config {
     pub(crate) next_device: u32,
     /// Affinities cut down by offline CPUs, shared between the irqs that have them.
     pub(crate) masks: MaskInterner,
+    /// Irq numbers freed, held until their grace has passed (first, count).
+    pub(crate) numbers_held: Quarantine<(u32, u32)>,
+    /// The platform's bound on posted-write latency (see [`crate::grace`]).
+    pub(crate) write_latency: u64,
+    /// The embedder's clock, read when an allocation finds a pool empty.
+    pub(crate) grace_clock: Option<GraceClockFn>,
+}
+
+/// A clock the system reads by itself (see [`IrqSystem::set_grace_clock`]).
+pub type GraceClockFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// What [`IrqSystem::advance_grace`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraceReport {
+    /// Irq numbers given back to their pool.
+    pub irq_numbers_released: u32,
+    /// Domain resources (vectors, remapping entries) given back to their pools.
+    pub domain_released: u32,
+    /// Irq numbers still held.
+    pub irq_numbers_held: u32,
+    /// Domain resources still held.
+    pub domain_held: u32,
 }
 
 /// A snapshot of one irq: its descriptor as the core sees it.
@@ -187,6 +210,13 @@ pub struct Stats {
     pub irq_numbers_free: u32,
     /// Interrupts that named no active irq.
     pub spurious: u64,
+    /// Of `spurious`, the interrupts that named a freed allocation (late writes).
+    pub stale: u64,
+    /// Irq numbers freed but held until their grace has passed (see [`crate::grace`]).
+    pub irq_numbers_held: u32,
+    /// Domain resources (vectors, remapping entries) freed but held until their grace has
+    /// passed, all domains together.
+    pub domain_held: u32,
 }
 
 /// The irq system: every operation of the model (see the crate docs).
@@ -232,6 +262,9 @@ impl<R: RawMutex> IrqSystem<R> {
                 devices: BTreeMap::new(),
                 next_device: 0,
                 masks: MaskInterner::default(),
+                numbers_held: Quarantine::new(),
+                write_latency: 0,
+                grace_clock: None,
             }),
         }
     }
@@ -523,6 +556,9 @@ impl<R: RawMutex> IrqSystem<R> {
                 .count() as u32,
             irq_numbers_free: cfg.irq_numbers.free_count(),
             spurious: self.table.spurious(),
+            stale: self.table.stale(),
+            irq_numbers_held: held_numbers(&cfg.numbers_held),
+            domain_held: domains_held(&cfg.domains),
         }
     }
 
@@ -531,14 +567,31 @@ impl<R: RawMutex> IrqSystem<R> {
         let cfg = self.config.lock();
         let mut out = String::new();
         let _ = writeln!(out, "online cpus: {}", cfg.online);
+        let clock = cfg.numbers_held.clock();
+        let _ = writeln!(
+            out,
+            "grace: now {} write latency {} irq numbers held {}",
+            clock.now,
+            cfg.write_latency,
+            held_numbers(&cfg.numbers_held)
+        );
+        for (first, since) in cfg.numbers_held.iter() {
+            let _ = writeln!(
+                out,
+                "  held irqs {}..{} since {since:?}",
+                first.0,
+                first.0 + first.1
+            );
+        }
         for (i, n) in cfg.domains.iter().enumerate() {
             if let Some(n) = n {
                 let parent = n.parent.map_or(-1, |p| p.0 as i64);
                 let _ = writeln!(
                     out,
-                    "domain {i} {} parent {parent} users {}",
+                    "domain {i} {} parent {parent} users {} held {}",
                     n.domain.name(),
-                    n.users
+                    n.users,
+                    n.domain.held()
                 );
             }
         }
@@ -577,6 +630,86 @@ impl<R: RawMutex> IrqSystem<R> {
             }
         }
         out
+    }
+}
+
+fn held_numbers(q: &Quarantine<(u32, u32)>) -> u32 {
+    q.iter().map(|(r, _)| r.1).sum()
+}
+
+fn domains_held(domains: &[Option<DomainNode>]) -> u32 {
+    domains.iter().flatten().map(|n| n.domain.held()).sum()
+}
+
+impl<R: RawMutex> IrqSystem<R> {
+    // ---- grace periods (see `crate::grace`) ----
+
+    /// Sets the platform's bound on posted-write latency, in the unit of the clock given to
+    /// [`IrqSystem::advance_grace`]: a write a device issued at time `t` has reached the
+    /// remapping unit or a CPU's IRR by `t + latency`. Zero (the default) says writes land
+    /// before the next advance of the clock.
+    pub fn set_write_latency(&self, latency: u64) {
+        self.config.lock().write_latency = latency;
+    }
+
+    /// Gives the system the embedder's clock (the unit of [`IrqSystem::set_write_latency`]),
+    /// read when an allocation finds a pool empty so that it can release what has passed its
+    /// grace by then; without it, an allocation can only release what had passed its grace
+    /// at the last [`IrqSystem::advance_grace`].
+    pub fn set_grace_clock(&self, clock: Option<GraceClockFn>) {
+        self.config.lock().grace_clock = clock;
+    }
+
+    /// Advances the grace clock to `now` (monotonic; an earlier time counts as no change):
+    /// what was freed since the last advance starts its grace at `now`, and what has passed its
+    /// grace goes back to its pool, at every level. A vector goes back only when its CPU's
+    /// IRR/ISR was also found clear (the vector domain's cleanup, or its probe).
+    pub fn advance_grace(&self, now: u64) -> GraceReport {
+        self.advance_in(&mut self.config.lock(), now)
+    }
+
+    pub(crate) fn advance_in(&self, cfg: &mut Config, now: u64) -> GraceReport {
+        let clock = GraceClock {
+            now,
+            write_latency: cfg.write_latency,
+        };
+        let mut report = GraceReport::default();
+        for n in cfg.domains.iter_mut().flatten() {
+            report.domain_released += n.domain.advance_grace(clock);
+        }
+        cfg.numbers_held.advance(clock);
+        for (first, count) in cfg.numbers_held.release_expired() {
+            cfg.irq_numbers
+                .release(first, count)
+                .expect("held irq numbers are allocated");
+            report.irq_numbers_released += count;
+        }
+        report.irq_numbers_held = held_numbers(&cfg.numbers_held);
+        report.domain_held = domains_held(&cfg.domains);
+        report
+    }
+
+    /// An allocation found a pool empty: advances the grace to the embedder's clock, if it
+    /// gave one, or else releases what had passed its grace at the last advance and was still
+    /// held (a vector whose IRR the vector domain can now probe); says whether anything went
+    /// back to a pool. Without a clock nothing is stamped: the last advance's time is earlier
+    /// than the frees since, and would end their grace too soon.
+    pub(crate) fn reclaim_in(&self, cfg: &mut Config) -> bool {
+        if let Some(now) = cfg.grace_clock.as_ref().map(|c| c()) {
+            let r = self.advance_in(cfg, now);
+            return r.irq_numbers_released + r.domain_released > 0;
+        }
+        let mut released = 0;
+        for n in cfg.domains.iter_mut().flatten() {
+            released += n.domain.reclaim();
+        }
+        for (first, count) in cfg.numbers_held.release_expired() {
+            cfg.irq_numbers
+                .release(first, count)
+                .expect("held irq numbers are allocated");
+            released += count;
+        }
+        released > 0
     }
 }
 

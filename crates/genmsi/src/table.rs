@@ -71,6 +71,21 @@ pub struct IrqRef {
     pub generation: u32,
 }
 
+impl IrqRef {
+    /// A generation no allocation ever has (generations are 29 bits).
+    pub const FREED_GENERATION: u32 = u32::MAX;
+
+    /// A reference to an allocation of `irq` that was freed: delivered, it is always
+    /// [`Delivery::Stale`]. What a vector table hands out for a vector held in quarantine
+    /// (see [`grace`](crate::grace)).
+    pub const fn freed(irq: Irq) -> Self {
+        IrqRef {
+            irq,
+            generation: Self::FREED_GENERATION,
+        }
+    }
+}
+
 /// Something that runs when an interrupt is handled.
 pub trait IrqHandler: Send + Sync {
     /// Handles one interrupt of `irq` on `cpu`; `data` is the value given to
@@ -155,6 +170,8 @@ pub struct IrqTable {
     handlers: Box<[Once<Box<dyn IrqHandler>>]>,
     cpu_counts: Box<[PerCpu]>,
     spurious: AtomicU64,
+    /// Of the spurious interrupts, those that named a freed allocation.
+    stale: AtomicU64,
     /// Per-(irq, CPU) counts folded out of the cells (configuration side only).
     folded: Mutex<BTreeMap<(u32, u32), u64>>,
 }
@@ -181,6 +198,7 @@ impl IrqTable {
                 })
                 .collect(),
             spurious: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
             folded: Mutex::new(BTreeMap::new()),
         }
     }
@@ -229,6 +247,10 @@ impl IrqTable {
     fn deliver_checked(&self, irq: Irq, generation: Option<u32>, cpu: u32) -> Delivery {
         let Some(slot) = self.slot(irq) else {
             self.spurious.fetch_add(1, Ordering::Relaxed);
+            if generation == Some(IrqRef::FREED_GENERATION) {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+                return Delivery::Stale;
+            }
             return Delivery::Spurious;
         };
         // Announce the delivery before looking at the flags; configuration clears ACTIVE (and
@@ -250,6 +272,7 @@ impl IrqTable {
         loop {
             if generation.is_some_and(|g| g != generation_of(flags)) {
                 self.spurious.fetch_add(1, Ordering::Relaxed);
+                self.stale.fetch_add(1, Ordering::Relaxed);
                 return Delivery::Stale;
             }
             if flags & ACTIVE == 0 {
@@ -367,6 +390,13 @@ impl IrqTable {
         self.spurious.load(Ordering::Relaxed)
     }
 
+    /// Of [`IrqTable::spurious`], the interrupts that named a freed allocation
+    /// ([`Delivery::Stale`]): late writes to a vector held in quarantine, or lookups delayed
+    /// past a free.
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn register(&self, handler: Box<dyn IrqHandler>) -> Option<HandlerId> {
         let free = self
             .handlers
@@ -442,10 +472,16 @@ impl IrqTable {
     /// already running ([`IrqTable::synchronize`]).
     pub(crate) fn reset(&self, irq: Irq) {
         if let Some(s) = self.slot(irq) {
-            let next = (generation_of(s.flags.load(Ordering::SeqCst)) + 1) & GENERATION_MASK;
-            // Only the configuration path (under its lock) changes the generation; a racing
-            // latch fails its compare-exchange against this store and sees the new generation.
-            s.flags.store(next << GENERATION_SHIFT, Ordering::SeqCst);
+            // Only the configuration path (under its lock) changes the generation. A
+            // read-modify-write, not a load and a store: it is ordered after every delivery's
+            // read-modify-write of the flags, so a delivery that read the old flags cannot be
+            // placed after it (loom finds a plain store overtaken that way), and a racing latch
+            // fails its compare-exchange and sees the new generation.
+            let _ = s
+                .flags
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                    Some(((generation_of(f) + 1) & GENERATION_MASK) << GENERATION_SHIFT)
+                });
         }
         self.synchronize(irq);
         if let Some(s) = self.slot(irq) {
