@@ -143,12 +143,21 @@ pub struct Machine {
     pub ioapic_device: Option<genmsi::DeviceId>,
     /// The remapping unit the IO-APIC sits behind.
     pub ioapic_unit: usize,
+    /// The simulated time, read by the grace clock.
+    now: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Machine {
     /// A machine of `cpus` CPUs, with `iommus` remapping units when `remapping`.
     pub fn new(cpus: u32, remapping: bool, iommus: u32, max_irqs: u32) -> Self {
         let sys = IrqSystem::new(SystemConfig::new(cpus, max_irqs));
+        // The grace clock is the simulated time; an allocation that finds a pool empty reads
+        // it to reclaim what has passed its grace.
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let clock = now.clone();
+        sys.set_grace_clock(Some(Box::new(move || {
+            clock.load(std::sync::atomic::Ordering::Relaxed)
+        })));
         let vd = VectorDomain::new(cpus);
         let vectors = vd.table();
         let vector = sys.add_domain(Box::new(vd), None).expect("root domain");
@@ -185,7 +194,14 @@ impl Machine {
             late: Vec::new(),
             ioapic_device: None,
             ioapic_unit: 0,
+            now,
         }
+    }
+
+    /// The platform's bound on posted-write latency, in steps: a write raised at step `t`
+    /// lands by step `t + latency`.
+    pub fn set_write_latency(&mut self, latency: u64) {
+        self.sys.set_write_latency(latency);
     }
 
     /// The parent domain for the `n`-th device: its remapping unit, or the vector domain.
@@ -344,10 +360,19 @@ impl Machine {
         out
     }
 
-    /// Runs the vector domain's cleanup against the local APICs; retriggered interrupts are
-    /// delivered on their new target and join [`Machine::take_late`]. Returns (released,
-    /// retriggered).
+    /// The simulated time (the step), the clock of the grace periods ([`genmsi::grace`]).
+    pub fn set_time(&mut self, now: u64) {
+        self.now.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs the vector domain's cleanup against the local APICs, after advancing the grace
+    /// clock to the simulated time (what freed resources held goes back once the posted-write
+    /// bound, [`Machine::set_write_latency`], has passed and their IRR/ISR is clear);
+    /// retriggered interrupts are delivered on their new target and join
+    /// [`Machine::take_late`]. Returns (released, retriggered).
     pub fn cleanup(&mut self) -> (usize, usize) {
+        self.sys
+            .advance_grace(self.now.load(std::sync::atomic::Ordering::Relaxed));
         let lapics = self.lapics.clone();
         let report = self
             .sys
