@@ -10,6 +10,12 @@
 //!    system) and the device side, which raises interrupts from what the store wrote
 //!    ([`MsixCap::raise`]). Every allocation or free of a host vector counts as one host
 //!    operation ([`HostNic::ops`]).
+//! 3. Grace periods ([`genmsi::grace`]): this host delivers synchronously. A raised write
+//!    lands and is handled within [`HostMachine::deliver`], so no write is in the fabric and
+//!    no IRR holds one once a free returns (its posted-write bound is zero and its local APICs
+//!    never hold a vector); [`HostMachine::end_grace`] after each free gives back what the free
+//!    held. A delivery split with [`HostMachine::accept`] holds its irq allocation, whose
+//!    generation refuses it once freed.
 
 use crate::error::Result;
 use crate::guest::{Route, RouteTable};
@@ -162,7 +168,9 @@ impl HostMachine {
     /// [`genmsi_x86::MAX_IRTES`] entries.
     pub fn new(config: MachineConfig) -> Result<Self> {
         let sys = IrqSystem::try_new(SystemConfig::new(config.cpus, 1 << 16))?;
-        let vd = VectorDomain::new(config.cpus);
+        let mut vd = VectorDomain::new(config.cpus);
+        // Synchronous delivery (see the module docs): nothing is ever pending in an IRR.
+        vd.set_pending_probe(Some(Box::new(|_, _| false)));
         let vectors = vd.table();
         let root = sys.add_domain(Box::new(vd), None)?;
         let (parent, remapping) = match config.irtes {
@@ -191,6 +199,12 @@ impl HostMachine {
     /// The domain device domains stack on (remapping, or the vector domain).
     pub fn parent(&self) -> DomainId {
         self.parent
+    }
+
+    /// Ends the grace of what the frees so far held: on this synchronous host no write to it
+    /// can still land (see the module docs). Returns what went back to the pools.
+    pub fn end_grace(&self) -> genmsi::GraceReport {
+        self.sys.advance_grace(0)
     }
 
     /// The CPU side: a message written by requester `rid` arrives. [`HostMachine::accept`]
@@ -390,6 +404,7 @@ impl HostNic {
         let count = self.held;
         let vectors = IrqVectors::Msix(Vec::new());
         pci_free_irq_vectors(self.machine.sys(), &self.pci, &vectors, None)?;
+        self.machine.end_grace();
         self.ops += u64::from(count);
         self.held = 0;
         Ok(count)
@@ -435,6 +450,7 @@ impl HostNic {
         if let Err(e) = self.machine.sys().activate(irq) {
             routes.remove(irq);
             pci_msix_free_irq(self.machine.sys(), &self.pci, index)?;
+            self.machine.end_grace();
             self.held -= 1;
             return Err(e.into());
         }
@@ -457,6 +473,7 @@ impl HostNic {
     pub fn free(&mut self, index: u32) -> Result<()> {
         self.timed(|nic| {
             pci_msix_free_irq(nic.machine.sys(), &nic.pci, index)?;
+            nic.machine.end_grace();
             nic.ops += 1;
             nic.held -= 1;
             Ok(())
@@ -476,6 +493,7 @@ impl HostNic {
     pub fn deactivate(&mut self, irq: Irq) -> Result<()> {
         self.timed(|nic| {
             nic.machine.sys().deactivate(irq)?;
+            nic.machine.end_grace();
             nic.ops += 1;
             Ok(())
         })
