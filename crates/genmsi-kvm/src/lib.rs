@@ -10,7 +10,8 @@
 //!   MSI-X table and PBA, all trapped to [`genmsi_vmm::VirtMsix`] over
 //!   [`genmsi_vmm::kvm::KvmMsix`]);
 //! - [`device`]: the device model that fires entries through their irqfds, paced;
-//! - [`grow`]: the kvm-grow benchmark, three strategies on the same guest workload.
+//! - [`grow`]: the kvm-grow benchmark, three strategies on the same guest workload;
+//! - [`conformance`]: genmsi-vmm's conformance suite on KVM (its rig).
 //!
 //! Linux on x86-64 only; elsewhere [`kvm_grow`] reports that KVM is not there.
 
@@ -18,6 +19,8 @@
 
 use serde::Serialize;
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod conformance;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod device;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -128,6 +131,10 @@ pub enum KvmGrowError {
 pub fn kvm_grow(vectors: u32) -> Result<KvmGrowReport, KvmGrowError> {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     {
+        // Two eventfds per backed entry: thousands of them.
+        if let Err(e) = harness::raise_file_limit() {
+            return Err(KvmGrowError::Failed(None, Box::new(e)));
+        }
         match harness::kvm_usable() {
             Err(harness::HarnessError::NoKvm { what, errno }) => {
                 Err(KvmGrowError::NoKvm { what, errno })

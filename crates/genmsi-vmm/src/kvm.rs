@@ -448,13 +448,23 @@ impl MsiBackend for KvmMsix {
 
     fn release(&mut self, index: u32) -> Result<()> {
         self.mask(index)?;
+        let Some(e) = self.entries.get_mut(index as usize).and_then(Option::take) else {
+            return Ok(());
+        };
         if let Some(mut slot) = self.triggers.slot(index) {
             slot.eventfd = None;
+            // What the masked entry's eventfd counted stays pending in the device (the PBA
+            // bit outlives the entry's host resources): delivered once it is backed and
+            // unmasked again. Under the slot's lock, no raise is in between.
+            match e.eventfd.read() {
+                Ok(n) if n > 0 => slot.latched = true,
+                Ok(_) => {}
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                Err(err) => return Err(kvm_error("eventfd read", err)),
+            }
         }
-        if let Some(e) = self.entries.get_mut(index as usize).and_then(Option::take) {
-            self.table().free(e.gsi);
-            self.budget.in_use -= 1;
-        }
+        self.table().free(e.gsi);
+        self.budget.in_use -= 1;
         Ok(())
     }
 
@@ -480,11 +490,11 @@ impl MsiBackend for KvmMsix {
     fn enable(&mut self, on: bool) -> Result<()> {
         self.triggers.enabled.store(on, Ordering::Release);
         if !on {
-            // A disabled function latches nothing; wait out raises in flight.
+            // A disabled function sends and latches nothing from here; wait out raises in
+            // flight. What it latched before stays pending (PCIe defines no clearing of the
+            // PBA at a disable): sent when the entry is unmasked with MSI-X enabled again.
             for i in 0..self.triggers.len() {
-                if let Some(mut slot) = self.triggers.slot(i) {
-                    slot.latched = false;
-                }
+                drop(self.triggers.slot(i));
             }
         }
         Ok(())
