@@ -63,6 +63,11 @@ pub enum HarnessError {
         /// What the guest reported.
         fault: u64,
     },
+    /// A thread of the harness panicked.
+    Panicked {
+        /// Which.
+        thread: &'static str,
+    },
     /// The guest did not answer in time.
     Timeout {
         /// What was waited for.
@@ -80,6 +85,7 @@ impl fmt::Display for HarnessError {
             HarnessError::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
             HarnessError::Vmm(e) => write!(f, "genmsi-vmm: {e}"),
             HarnessError::Guest { fault } => write!(f, "guest fault {fault:#x}"),
+            HarnessError::Panicked { thread } => write!(f, "{thread} panicked"),
             HarnessError::Timeout { what } => write!(f, "timed out waiting for {what}"),
         }
     }
@@ -513,8 +519,8 @@ impl Harness {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        vcpu.join().unwrap_or(Err(HarnessError::Timeout {
-            what: "the vCPU thread (it panicked)",
+        vcpu.join().unwrap_or(Err(HarnessError::Panicked {
+            thread: "the vCPU thread",
         }))
     }
 }
