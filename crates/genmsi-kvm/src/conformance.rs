@@ -75,12 +75,7 @@ impl Rig for KvmRig {
     fn backend(&mut self, entries: u32) -> Result<KvmMsix> {
         let h = &self.harness;
         self.base = core::array::from_fn(|v| h.count(v as u32));
-        Ok(KvmMsix::new(
-            h.vm().clone(),
-            h.routes().clone(),
-            entries,
-            entries,
-        ))
+        KvmMsix::new(h.vm().clone(), h.routes().clone(), entries, entries)
     }
 
     fn raise(&mut self, backend: &mut KvmMsix, index: u32) -> Result<()> {

@@ -57,7 +57,12 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
     let (budget, work, live_max, errors) = {
         let f = h.function(0);
         let v = f.virt();
-        (v.budget(), v.unmask_work(), v.live_max(), f.errors().len())
+        (
+            v.budget(),
+            v.unmask_work(),
+            v.live_max(),
+            f.errors().total(),
+        )
     };
     let routing = h.routes().lock().unwrap_or_else(|e| e.into_inner()).stats();
     let events = h.events().clone();
@@ -82,7 +87,7 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
         dropped_while_disabled: device.dropped,
         vectors_stalled: device.vectors_stalled,
         pba_seen,
-        host_errors: errors as u64,
+        host_errors: errors,
         seconds,
     })
 }

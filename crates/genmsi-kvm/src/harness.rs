@@ -63,6 +63,14 @@ pub enum HarnessError {
         /// What the guest reported.
         fault: u64,
     },
+    /// A BAR that cannot be placed: not aligned to its size, or beyond 4 GiB for a 32-bit
+    /// BAR.
+    Bar {
+        /// Its base.
+        base: u64,
+        /// Its size.
+        len: u64,
+    },
     /// A thread of the harness panicked.
     Panicked {
         /// Which.
@@ -85,6 +93,9 @@ impl fmt::Display for HarnessError {
             HarnessError::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
             HarnessError::Vmm(e) => write!(f, "genmsi-vmm: {e}"),
             HarnessError::Guest { fault } => write!(f, "guest fault {fault:#x}"),
+            HarnessError::Bar { base, len } => {
+                write!(f, "a BAR of {len:#x} bytes cannot be at {base:#x}")
+            }
             HarnessError::Panicked { thread } => write!(f, "{thread} panicked"),
             HarnessError::Timeout { what } => write!(f, "timed out waiting for {what}"),
         }
@@ -345,7 +356,7 @@ impl Harness {
         let mut functions = Vec::new();
         let mut triggers = Vec::new();
         for (k, f) in (0u64..).zip(&config.functions) {
-            let backend = KvmMsix::new(vm.clone(), routes.clone(), f.entries, f.budget);
+            let backend = KvmMsix::new(vm.clone(), routes.clone(), f.entries, f.budget)?;
             triggers.push(backend.triggers());
             let bar = BAR_BASE + k * BAR_STRIDE;
             let function = Function::new(bar, f.entries, backend, f.strategy)?;

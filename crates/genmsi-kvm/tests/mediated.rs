@@ -102,7 +102,7 @@ fn mediated_device_queues_take_and_give_back_gsi_routes() {
     let Some((vm, routes)) = common::vm_or_skip() else {
         return;
     };
-    let backend = KvmMsix::new(vm.clone(), routes.clone(), 16, 16);
+    let backend = KvmMsix::new(vm.clone(), routes.clone(), 16, 16).unwrap();
     let device = backend.triggers();
     let mut m = MediatedDevice::over(backend, 16).unwrap();
     let bar = Bar::new(0);

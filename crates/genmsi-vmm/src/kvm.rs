@@ -31,7 +31,7 @@
 //! vm.create_irq_chip().unwrap();
 //! let routes = GsiRoutes::new(vm.clone()); // one per VM, shared by its devices
 //! // 2,048 entries, at most 512 routes for this function.
-//! let backend = KvmMsix::new(vm.clone(), routes.clone(), 2048, 512);
+//! let backend = KvmMsix::new(vm.clone(), routes.clone(), 2048, 512)?;
 //! let device = backend.triggers(); // the device raises entry i with device.fire(i)
 //! let layout = MsixLayout::new(2048, Region::parse(0)?, Region::parse(0x8000)?, 0)?;
 //! let mut msix = VirtMsix::new(layout, backend, Strategy::OnDemand);
@@ -45,6 +45,7 @@
 
 use crate::backend::{Budget, MsiBackend};
 use crate::error::{Error, Result};
+use crate::msix_emul::MsixLayout;
 use genmsi::Msg;
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
@@ -311,9 +312,14 @@ pub struct KvmMsix {
 }
 
 impl KvmMsix {
-    /// A device with `entries` entries on `vm`, holding at most `budget` routes.
-    pub fn new(vm: Arc<VmFd>, routes: SharedRoutes, entries: u32, budget: u32) -> Self {
-        KvmMsix {
+    /// A device with `entries` (1..=2048, an MSI-X table's most) entries on `vm`, holding
+    /// at most `budget` routes; [`Error::Layout`] for any other count, before anything is
+    /// allocated.
+    pub fn new(vm: Arc<VmFd>, routes: SharedRoutes, entries: u32, budget: u32) -> Result<Self> {
+        if entries == 0 || entries > MsixLayout::MAX_VECTORS {
+            return Err(Error::Layout { vectors: entries });
+        }
+        Ok(KvmMsix {
             vm,
             routes,
             entries: (0..entries).map(|_| None).collect(),
@@ -322,7 +328,7 @@ impl KvmMsix {
                 limit: budget,
                 ..Budget::default()
             },
-        }
+        })
     }
 
     /// The device side.
