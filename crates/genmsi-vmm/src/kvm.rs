@@ -11,7 +11,9 @@
 //!    it: the eventfd keeps counting what the device raises, so nothing is lost and the
 //!    pending state is exact; KVM's irqfd assign injects once what the eventfd counted.
 //! 4. A message change rewrites the route (the irqfd stays); release deassigns the irqfd,
-//!    drops the eventfd and frees the GSI and route.
+//!    drops the eventfd and frees the GSI and route; what the eventfd counted stays latched in
+//!    the device (delivered once the entry is backed and unmasked again), and so does what was
+//!    latched across a disable of the function: PCIe clears no pending bit there.
 //! 5. Each device has a budget of routes ([`Error::Budget`]); the VM has
 //!    `KVM_MAX_IRQ_ROUTES` ([`Error::Routes`]).
 //!
@@ -420,6 +422,10 @@ impl MsiBackend for KvmMsix {
         // The irqfd injects through the route: it must be in KVM's table first.
         self.table().commit()?;
         let e = self.entry(index)?;
+        // No raise while the irqfd is assigned: the assign polls the eventfd's count without
+        // its lock, so a write landing meanwhile can be seen both by the poll (injected as
+        // "pending before the assign") and by the irqfd's wakeup (injected again).
+        let slot = self.triggers.slot(index);
         self.vm
             .register_irqfd(&e.eventfd, e.gsi)
             .map_err(|err| kvm_error("KVM_IRQFD assign", err))?;
@@ -431,6 +437,7 @@ impl MsiBackend for KvmMsix {
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             Err(err) => return Err(kvm_error("eventfd read", err)),
         }
+        drop(slot);
         if let Some(Some(e)) = self.entries.get_mut(index as usize) {
             e.unmasked = true;
         }
