@@ -112,7 +112,7 @@ fn bench_kvm_grow_json_has_the_three_strategies_or_says_kvm_is_missing() {
     if v["kvm"] == false {
         // One clear line, and nothing measured.
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains("no usable /dev/kvm"), "{stderr}");
+        assert!(stderr.contains("open /dev/kvm failed"), "{stderr}");
         assert!(v.get("on_demand").is_none());
         eprintln!("skipped: {stderr}");
         return;
@@ -131,10 +131,22 @@ fn bench_kvm_grow_json_has_the_three_strategies_or_says_kvm_is_missing() {
             assert!(v[strategy][key].is_number(), "{strategy}.{key}");
         }
         let s = &v[strategy];
-        assert_eq!(
-            s["lost"].as_u64().unwrap(),
-            s["fired"].as_u64().unwrap() - s["counted"].as_u64().unwrap()
-        );
+        // Signed: an over-count shows as a negative loss (and fails the bench).
+        let count = |key: &str| s[key].as_i64().unwrap();
+        assert_eq!(count("lost"), count("fired") - count("counted"));
+        for key in [
+            "held_in_irr",
+            "vectors_stalled",
+            "other_arrivals",
+            "host_errors",
+        ] {
+            assert_eq!(count(key), 0, "{strategy}.{key}");
+        }
+        let expected = match strategy {
+            "baseline" => count("dropped_while_disabled"),
+            _ => 0,
+        };
+        assert_eq!(count("lost"), expected, "{strategy}: {s}");
     }
     assert_eq!(v["eager"]["routes_max"], 16);
     assert_eq!(v["on_demand"]["routes_max"], v["on_demand"]["unmasked_max"]);
@@ -182,11 +194,14 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
         for key in ["ours_ns", "linux_ns", "speedup"] {
             assert!(s[key].as_f64().unwrap() > 0.0, "{s}");
         }
-        // The bench itself fails unless both pick the same CPU every time.
-        assert!(
-            s["ours_spread"].as_u64() <= s["linux_spread"].as_u64(),
-            "{s}"
-        );
+        // The bench itself fails unless both pick the same CPU every time. Both spreads
+        // must be there: a missing key fails (as Options, None <= None would pass).
+        let spread = |key: &str| {
+            s[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{key} missing or not a count: {s}"))
+        };
+        assert!(spread("ours_spread") <= spread("linux_spread"), "{s}");
     }
     assert!(v["min_speedup"].is_number() && v["machine_speedup"].is_number());
     let out = genmsi(&["bench", "matrix", "--cpus", "0"]);

@@ -5,9 +5,11 @@
 //! before the guest runs; the guest reads it back. Only the command register and the MSI-X
 //! capability take writes.
 
+use crate::harness::HarnessError;
 use genmsi_pci::msix::Region as BarRegion;
 use genmsi_pci::Bar;
 use genmsi_vmm::kvm::KvmMsix;
+use genmsi_vmm::ring::Ring;
 use genmsi_vmm::{Error, MsixLayout, Strategy, VirtMsix};
 
 /// Where the MSI-X capability sits in configuration space.
@@ -25,6 +27,10 @@ const CONFIG_SIZE: usize = 256;
 const PAGE: u64 = 0x1000;
 /// The MSI-X capability is 12 bytes (PCIe 7.7.2).
 const CAP_LEN: u16 = 12;
+/// Refusals [`Function`] keeps (the newest); [`Ring::total`] counts them all.
+pub const ERRORS_KEPT: usize = 64;
+/// BAR0 is a 32-bit memory BAR: it ends at or below 4 GiB.
+const BAR32_END: u64 = 1 << 32;
 
 /// One emulated function (see the module docs).
 #[derive(Debug)]
@@ -33,19 +39,32 @@ pub struct Function {
     bar0: u64,
     bar0_len: u64,
     virt: VirtMsix<KvmMsix>,
-    errors: Vec<Error>,
+    /// What the host refused of the guest's accesses: fed by the guest, so bounded.
+    errors: Ring<Error>,
 }
 
 impl Function {
     /// A function with `backend.entries` MSI-X entries, BAR0 at `bar0`: table at offset 0,
-    /// PBA on the page after it.
+    /// PBA on the page after it. Sizes are checked before any arithmetic:
+    /// [`Error::Layout`] unless `entries` is 1..=2048, [`HarnessError::Bar`] unless BAR0 is
+    /// aligned to its size and ends at or below 4 GiB.
     pub fn new(
         bar0: u64,
         entries: u32,
         backend: KvmMsix,
         strategy: Strategy,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, HarnessError> {
+        if entries == 0 || entries > MsixLayout::MAX_VECTORS {
+            return Err(Error::Layout { vectors: entries }.into());
+        }
         let pba_at = (u64::from(entries) * 16).next_multiple_of(PAGE);
+        let bar0_len = (pba_at + PAGE).next_power_of_two().max(0x1_0000);
+        if bar0 % bar0_len != 0 || bar0 > BAR32_END - bar0_len {
+            return Err(HarnessError::Bar {
+                base: bar0,
+                len: bar0_len,
+            });
+        }
         let table = BarRegion::parse(0).map_err(Error::Msix)?;
         let pba = BarRegion::parse(pba_at as u32).map_err(Error::Msix)?;
         let layout = MsixLayout::new(entries, table, pba, 0)?;
@@ -58,9 +77,9 @@ impl Function {
         Ok(Function {
             config,
             bar0,
-            bar0_len: (pba_at + PAGE).next_power_of_two().max(0x1_0000),
+            bar0_len,
             virt: VirtMsix::new(layout, backend, strategy),
-            errors: Vec::new(),
+            errors: Ring::new(ERRORS_KEPT),
         })
     }
 
@@ -74,14 +93,15 @@ impl Function {
         &mut self.virt
     }
 
-    /// What the host could not follow of the guest's writes, oldest first.
-    pub fn errors(&self) -> &[Error] {
+    /// What the host refused or could not follow of the guest's writes: the newest
+    /// [`ERRORS_KEPT`], and the exact count of all ([`Ring::total`]).
+    pub fn errors(&self) -> &Ring<Error> {
         &self.errors
     }
 
-    /// Takes the errors recorded so far.
+    /// Takes the errors kept so far, oldest first (the count stays).
     pub fn take_errors(&mut self) -> Vec<Error> {
-        std::mem::take(&mut self.errors)
+        self.errors.drain()
     }
 
     fn record(&mut self, r: Result<(), Error>) {

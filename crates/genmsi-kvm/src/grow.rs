@@ -4,7 +4,8 @@
 //!
 //! Per strategy: routes the function held (most at once, at the end), `KVM_SET_GSI_ROUTING`
 //! calls and their time, host time spent for the guest's unmasks, and interrupts fired by the
-//! device and counted by the guest; lost is `fired - counted`.
+//! device and counted by the guest; lost is `fired - counted`, signed (an over-count is
+//! negative). A device thread that panics fails the run.
 
 use crate::device::{DeviceModel, DeviceReport};
 use crate::guest::ctrl;
@@ -13,6 +14,7 @@ use crate::{KvmGrowReport, StrategyReport};
 use genmsi_vmm::Strategy;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long the guest's workload may take before the run is abandoned: a minute, plus 0.5 ms
@@ -45,8 +47,9 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
         h.events().done.load(Ordering::Acquire)
     });
     stop.store(true, Ordering::Release);
-    let device: DeviceReport = device.join().unwrap_or_default();
+    let device = join_device(device);
     done?;
+    let device = device?;
     let seconds = start.elapsed().as_secs_f64();
     let counted = h.counted();
     let other_arrivals = h.total() - counted;
@@ -54,7 +57,12 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
     let (budget, work, live_max, errors) = {
         let f = h.function(0);
         let v = f.virt();
-        (v.budget(), v.unmask_work(), v.live_max(), f.errors().len())
+        (
+            v.budget(),
+            v.unmask_work(),
+            v.live_max(),
+            f.errors().total(),
+        )
     };
     let routing = h.routes().lock().unwrap_or_else(|e| e.into_inner()).stats();
     let events = h.events().clone();
@@ -75,12 +83,20 @@ pub fn run(vectors: u32, strategy: Strategy) -> Result<StrategyReport, HarnessEr
         },
         fired: device.fired,
         counted,
-        lost: device.fired.saturating_sub(counted),
+        lost: device.fired as i64 - counted as i64,
         dropped_while_disabled: device.dropped,
         vectors_stalled: device.vectors_stalled,
         pba_seen,
-        host_errors: errors as u64,
+        host_errors: errors,
         seconds,
+    })
+}
+
+/// The device model's report; a device thread that panicked fired an unknown number, and
+/// fails the run.
+fn join_device(device: JoinHandle<DeviceReport>) -> Result<DeviceReport, HarnessError> {
+    device.join().map_err(|_| HarnessError::Panicked {
+        thread: "the device model",
     })
 }
 
@@ -94,4 +110,20 @@ pub fn kvm_grow(vectors: u32) -> Result<KvmGrowReport, (Strategy, HarnessError)>
         eager: one(Strategy::Eager)?,
         baseline: one(Strategy::Baseline)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_device_thread_fails_the_run() {
+        let device = spawn("device", || -> DeviceReport { panic!("device model") }).unwrap();
+        assert!(matches!(
+            join_device(device),
+            Err(HarnessError::Panicked { .. })
+        ));
+        let fine = spawn("device", DeviceReport::default).unwrap();
+        assert_eq!(join_device(fine).unwrap(), DeviceReport::default());
+    }
 }

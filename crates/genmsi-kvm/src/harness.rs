@@ -35,13 +35,18 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why the harness could not run the guest.
 #[derive(Debug)]
 pub enum HarnessError {
-    /// `/dev/kvm` cannot be opened or lacks what the harness needs (the error number, or 0
-    /// for a missing capability).
+    /// `/dev/kvm` cannot be opened (no such device, or no right to it): the one reason to
+    /// skip.
     NoKvm {
-        /// What was missing.
+        /// What failed.
         what: &'static str,
         /// The error number.
         errno: i32,
+    },
+    /// `/dev/kvm` opened but lacks what the harness needs (API version, a capability).
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
     },
     /// A KVM or memory call failed.
     Kvm {
@@ -58,6 +63,19 @@ pub enum HarnessError {
         /// What the guest reported.
         fault: u64,
     },
+    /// A BAR that cannot be placed: not aligned to its size, or beyond 4 GiB for a 32-bit
+    /// BAR.
+    Bar {
+        /// Its base.
+        base: u64,
+        /// Its size.
+        len: u64,
+    },
+    /// A thread of the harness panicked.
+    Panicked {
+        /// Which.
+        thread: &'static str,
+    },
     /// The guest did not answer in time.
     Timeout {
         /// What was waited for.
@@ -71,9 +89,14 @@ impl fmt::Display for HarnessError {
             HarnessError::NoKvm { what, errno } => {
                 write!(f, "no usable /dev/kvm ({what}, errno {errno})")
             }
+            HarnessError::Unsupported { what } => write!(f, "/dev/kvm lacks {what}"),
             HarnessError::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
             HarnessError::Vmm(e) => write!(f, "genmsi-vmm: {e}"),
             HarnessError::Guest { fault } => write!(f, "guest fault {fault:#x}"),
+            HarnessError::Bar { base, len } => {
+                write!(f, "a BAR of {len:#x} bytes cannot be at {base:#x}")
+            }
+            HarnessError::Panicked { thread } => write!(f, "{thread} panicked"),
             HarnessError::Timeout { what } => write!(f, "timed out waiting for {what}"),
         }
     }
@@ -146,17 +169,54 @@ pub struct Harness {
 
 extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
-/// Checks that `/dev/kvm` is usable for the harness: opens it, reads the API version (12)
-/// and the capabilities used (in-kernel irqchip, GSI routing, irqfd).
+/// Raises this process's open-file limit (`RLIMIT_NOFILE`) to its hard limit: every backed
+/// entry holds two eventfds, so thousands of entries need more than the usual soft limit.
+/// Returns the limit now in force.
+pub fn raise_file_limit() -> Result<u64, HarnessError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(HarnessError::Kvm {
+            op: "getrlimit",
+            errno: errno(),
+        });
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(HarnessError::Kvm {
+                op: "setrlimit",
+                errno: errno(),
+            });
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Checks that `/dev/kvm` is usable for the harness: opens it ([`HarnessError::NoKvm`] only
+/// when that fails for want of the device or of the right to it, not for want of file
+/// descriptors), reads the API version (12) and the capabilities used (in-kernel irqchip, GSI
+/// routing, irqfd): a KVM that opens but lacks them is [`HarnessError::Unsupported`], a
+/// failure, not a reason to skip.
 pub fn kvm_usable() -> Result<Kvm, HarnessError> {
-    let kvm = Kvm::new().map_err(|e| HarnessError::NoKvm {
-        what: "open /dev/kvm",
-        errno: e.errno(),
+    let kvm = Kvm::new().map_err(|e| match e.errno() {
+        libc::EMFILE | libc::ENFILE => HarnessError::Kvm {
+            op: "open /dev/kvm",
+            errno: e.errno(),
+        },
+        errno => HarnessError::NoKvm {
+            what: "open /dev/kvm",
+            errno,
+        },
     })?;
     if kvm.get_api_version() != 12 {
-        return Err(HarnessError::NoKvm {
+        return Err(HarnessError::Unsupported {
             what: "KVM API version 12",
-            errno: 0,
         });
     }
     for (cap, what) in [
@@ -165,7 +225,7 @@ pub fn kvm_usable() -> Result<Kvm, HarnessError> {
         (kvm_ioctls::Cap::Irqfd, "KVM_CAP_IRQFD"),
     ] {
         if !kvm.check_extension(cap) {
-            return Err(HarnessError::NoKvm { what, errno: 0 });
+            return Err(HarnessError::Unsupported { what });
         }
     }
     Ok(kvm)
@@ -296,7 +356,7 @@ impl Harness {
         let mut functions = Vec::new();
         let mut triggers = Vec::new();
         for (k, f) in (0u64..).zip(&config.functions) {
-            let backend = KvmMsix::new(vm.clone(), routes.clone(), f.entries, f.budget);
+            let backend = KvmMsix::new(vm.clone(), routes.clone(), f.entries, f.budget)?;
             triggers.push(backend.triggers());
             let bar = BAR_BASE + k * BAR_STRIDE;
             let function = Function::new(bar, f.entries, backend, f.strategy)?;
@@ -470,8 +530,8 @@ impl Harness {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        vcpu.join().unwrap_or(Err(HarnessError::Timeout {
-            what: "the vCPU thread (it panicked)",
+        vcpu.join().unwrap_or(Err(HarnessError::Panicked {
+            thread: "the vCPU thread",
         }))
     }
 }

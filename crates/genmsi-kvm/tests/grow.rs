@@ -1,4 +1,5 @@
-//! The kvm-grow benchmark on a real guest, small: skips, saying so, without `/dev/kvm`.
+//! The kvm-grow benchmark on a real guest, small: skips, saying so, only when `/dev/kvm`
+//! cannot be opened.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use genmsi_kvm::{kvm_grow, KvmGrowError};
@@ -11,7 +12,7 @@ fn kvm_grow_on_a_real_guest() {
     let report = match kvm_grow(vectors) {
         Ok(r) => r,
         Err(KvmGrowError::NoKvm { what, errno }) => {
-            eprintln!("skipped: no usable /dev/kvm ({what}, errno {errno})");
+            eprintln!("skipped: {what} failed (errno {errno})");
             return;
         }
         Err(KvmGrowError::Failed(strategy, e)) => panic!("kvm-grow {strategy:?} failed: {e}"),
@@ -23,13 +24,14 @@ fn kvm_grow_on_a_real_guest() {
         report.eager.unwrap(),
         report.baseline.unwrap(),
     );
+    // On demand and eager: lost (signed: an over-count is negative), IRR, stalled vectors,
+    // other arrivals and host errors all 0; the baseline loses exactly its disabled windows'
+    // fires.
+    assert_eq!(report.violations(), vec![], "{report:#?}");
     for s in [&on_demand, &eager, &baseline] {
         assert_eq!(s.unmasked_max, vectors);
-        assert_eq!(s.host_errors, 0);
         assert!(s.fired > u64::from(vectors), "the device fired throughout");
-        // Never more arrivals than fires that were sent: nothing delivered twice.
-        assert!(s.counted <= s.fired - s.dropped_while_disabled, "{s:?}");
-        assert_eq!(s.lost, s.fired - s.counted);
+        assert_eq!(s.lost, s.fired as i64 - s.counted as i64);
     }
     // Routes: on demand exactly what the guest unmasked, eager every advertised entry from
     // enable, the baseline its block.
@@ -43,10 +45,6 @@ fn kvm_grow_on_a_real_guest() {
     assert_eq!(baseline.routing_calls, 2 * u64::from(vectors) - 1);
     // Raises in the baseline's disabled windows are lost: the guest never counts them.
     assert!(baseline.dropped_while_disabled > 0, "{baseline:?}");
-    assert!(
-        baseline.lost >= baseline.dropped_while_disabled,
-        "{baseline:?}"
-    );
     // On demand and eager never disable the function.
     assert_eq!(
         on_demand.dropped_while_disabled + eager.dropped_while_disabled,

@@ -5,7 +5,7 @@
 
 use genmsi::Msg;
 use genmsi_kvm::guest::{vector_of, Command};
-use genmsi_kvm::harness::{kvm_usable, FunctionConfig, Harness, HarnessConfig};
+use genmsi_kvm::harness::{FunctionConfig, Harness, HarnessConfig};
 use genmsi_pci::Bar;
 use genmsi_vmm::kvm::{Fire, KvmMsix};
 use genmsi_vmm::{Error, MediatedDevice, MsiBackend, Strategy};
@@ -17,8 +17,7 @@ use common::expect_count;
 /// The guest's virtual function: 64 queue vectors, at most 4 queues' routes.
 #[test]
 fn a_guest_queue_is_one_route_and_irqfd_while_it_exists_and_delivers_to_the_guest() {
-    if let Err(e) = kvm_usable() {
-        eprintln!("skipped: {e}");
+    if common::kvm_or_skip().is_none() {
         return;
     }
     let functions = vec![FunctionConfig {
@@ -103,7 +102,7 @@ fn mediated_device_queues_take_and_give_back_gsi_routes() {
     let Some((vm, routes)) = common::vm_or_skip() else {
         return;
     };
-    let backend = KvmMsix::new(vm.clone(), routes.clone(), 16, 16);
+    let backend = KvmMsix::new(vm.clone(), routes.clone(), 16, 16).unwrap();
     let device = backend.triggers();
     let mut m = MediatedDevice::over(backend, 16).unwrap();
     let bar = Bar::new(0);

@@ -1,9 +1,9 @@
 //! The real guest on KVM: genmsi-vmm's MSI-X emulation and KVM backend under a guest of the
-//! project's own. Every test skips, saying so, when `/dev/kvm` is not usable.
+//! project's own. Every test skips, saying so, only when `/dev/kvm` cannot be opened.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use genmsi_kvm::guest::{vector_of, Command};
-use genmsi_kvm::harness::{kvm_usable, FunctionConfig, Harness, HarnessConfig};
+use genmsi_kvm::harness::{FunctionConfig, Harness, HarnessConfig};
 use genmsi_pci::Bar;
 use genmsi_vmm::kvm::Fire;
 use genmsi_vmm::{Error, MsiBackend, Strategy};
@@ -13,10 +13,7 @@ mod common;
 use common::expect_count;
 
 fn boot(functions: Vec<FunctionConfig>) -> Option<Harness> {
-    if let Err(e) = kvm_usable() {
-        eprintln!("skipped: {e}");
-        return None;
-    }
+    common::kvm_or_skip()?;
     let h = Harness::boot(&HarnessConfig {
         functions,
         grow: false,

@@ -13,6 +13,7 @@
 
 use crate::host::{Arrival, Raise};
 use crate::msix_emul::{Effect, MsixEmulation};
+use crate::ring::Ring;
 use genmsi::{Irq, Msg};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -111,22 +112,26 @@ pub enum Injection {
     Dropped,
 }
 
+/// Injected messages a recording keeps (the newest; a bounded log, see [`Ring`]).
+pub const RECORDED: usize = 4096;
+
 /// The guest's MSI-X and what was injected into it.
 #[derive(Clone, Debug)]
 pub struct GuestMsix {
     emul: MsixEmulation,
     /// The counters.
     pub counters: Counters,
-    log: Option<Vec<(u32, Msg)>>,
+    log: Option<Ring<(u32, Msg)>>,
 }
 
 impl GuestMsix {
-    /// The guest side of `emul`; with `record`, every injected message is kept.
+    /// The guest side of `emul`; with `record`, the latest [`RECORDED`] injected messages
+    /// are kept (the counters count them all).
     pub fn new(emul: MsixEmulation, record: bool) -> Self {
         GuestMsix {
             emul,
             counters: Counters::default(),
-            log: record.then(Vec::new),
+            log: record.then(|| Ring::new(RECORDED)),
         }
     }
 
@@ -140,9 +145,11 @@ impl GuestMsix {
         &mut self.emul
     }
 
-    /// Every injected (entry, message), if recording.
-    pub fn injected(&self) -> &[(u32, Msg)] {
-        self.log.as_deref().unwrap_or(&[])
+    /// The latest injected (entry, message), oldest first, if recording.
+    pub fn injected(&self) -> Vec<(u32, Msg)> {
+        self.log
+            .as_ref()
+            .map_or_else(Vec::new, |log| log.iter().copied().collect())
     }
 
     fn inject(&mut self, entry: u32, msg: Msg) {

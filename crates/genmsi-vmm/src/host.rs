@@ -398,10 +398,20 @@ impl HostNic {
     /// Clears MSI-X Enable in the function's Message Control, as the host's MSI-X shutdown
     /// does before it frees the vectors: from here the function sends nothing.
     pub fn clear_enable(&mut self) -> Result<()> {
+        self.write_enable(false)
+    }
+
+    /// Sets MSI-X Enable again after [`HostNic::clear_enable`], the vectors held as they
+    /// are: from here the function sends and latches again.
+    pub fn set_enable(&mut self) -> Result<()> {
+        self.write_enable(true)
+    }
+
+    fn write_enable(&mut self, on: bool) -> Result<()> {
         let control = self.cap.read_control(&self.pci.config)?;
         let mut config = self.pci.config.clone();
         config
-            .write_u16(self.cap.control(), control.with_enabled(false).0)
+            .write_u16(self.cap.control(), control.with_enabled(on).0)
             .map_err(genmsi_pci::MsixError::Config)?;
         Ok(())
     }

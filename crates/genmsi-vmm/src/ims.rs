@@ -24,9 +24,11 @@
 
 use crate::backend::{Budget, MsiBackend};
 use crate::error::{AccessError, Result};
+use crate::guest::RECORDED;
 use crate::guest::{Counters, Injection, Route, RouteTable};
 use crate::host::{Arrival, DeviceMemory, HostMachine, HostPci, Raise};
 use crate::msix_emul::{MsixEmulation, MsixLayout};
+use crate::ring::Ring;
 use crate::virt::{Strategy, VirtMsix};
 use crate::Error;
 use genmsi::{AllocOpts, Irq, Msg};
@@ -42,6 +44,8 @@ use std::sync::Arc;
 
 /// Queue contexts: 64 bytes each from offset 0 of BAR0, the interrupt block at +0x20.
 const CONTEXT_STRIDE: u64 = 64;
+/// The most queue contexts the model accelerator has (256 KiB of BAR0).
+pub const MAX_QUEUES: u32 = 4096;
 const INTERRUPT_BLOCK: u64 = 0x20;
 
 /// The physical accelerator: queue contexts holding each queue's interrupt message (IMS).
@@ -54,8 +58,12 @@ pub struct HostAccelerator {
 }
 
 impl HostAccelerator {
-    /// An accelerator at `address` with `queues` queue contexts, its IMS domain created.
+    /// An accelerator at `address` with `queues` (1..=[`MAX_QUEUES`]) queue contexts, its
+    /// IMS domain created; [`Error::Layout`] for any other count.
     pub fn new(machine: Arc<HostMachine>, address: PciAddress, queues: u32) -> Result<Self> {
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(Error::Layout { vectors: queues });
+        }
         let contexts = QueueContexts {
             bar: Bar::new(0),
             base: 0,
@@ -161,12 +169,12 @@ pub struct ImsBackend {
     enabled: bool,
     budget: Budget,
     counters: Counters,
-    log: Option<Vec<(u32, Msg)>>,
+    log: Option<Ring<(u32, Msg)>>,
 }
 
 impl ImsBackend {
-    /// Host queues `slice` of `host`, one per guest queue; with `record`, every injected
-    /// message is kept.
+    /// Host queues `slice` of `host`, one per guest queue; with `record`, the latest
+    /// [`RECORDED`] injected messages are kept (the counters count them all).
     pub fn new(host: HostAccelerator, slice: Range<u32>, record: bool) -> Result<Self> {
         if slice.end > host.contexts.queues || slice.is_empty() {
             return Err(Error::Layout {
@@ -184,7 +192,7 @@ impl ImsBackend {
             routes: RouteTable::default(),
             enabled: false,
             counters: Counters::default(),
-            log: record.then(Vec::new),
+            log: record.then(|| Ring::new(RECORDED)),
         })
     }
 
@@ -208,9 +216,11 @@ impl ImsBackend {
         self.counters
     }
 
-    /// Every injected (vector, message), when recording.
-    pub fn injected(&self) -> &[(u32, Msg)] {
-        self.log.as_deref().unwrap_or(&[])
+    /// The latest injected (vector, message), oldest first, when recording.
+    pub fn injected(&self) -> Vec<(u32, Msg)> {
+        self.log
+            .as_ref()
+            .map_or_else(Vec::new, |log| log.iter().copied().collect())
     }
 
     fn backing(&self, queue: u32) -> Result<QueueBacking> {
@@ -386,8 +396,8 @@ impl MediatedDevice<ImsBackend> {
         self.virt.backend().counters()
     }
 
-    /// Every injected (vector, message), when recording.
-    pub fn injected(&self) -> &[(u32, Msg)] {
+    /// The latest injected (vector, message), oldest first, when recording.
+    pub fn injected(&self) -> Vec<(u32, Msg)> {
         self.virt.backend().injected()
     }
 
@@ -405,8 +415,12 @@ impl MediatedDevice<ImsBackend> {
 }
 
 impl<B: MsiBackend> MediatedDevice<B> {
-    /// A virtual function with `vectors` queues over `backend` (entry `q` is queue `q`).
+    /// A virtual function with `vectors` queues over `backend` (entry `q` is queue `q`);
+    /// [`Error::Layout`] unless `vectors` is 1..=[`MsixLayout::MAX_VECTORS`].
     pub fn over(backend: B, vectors: u32) -> Result<Self> {
+        if vectors == 0 || vectors > MsixLayout::MAX_VECTORS {
+            return Err(Error::Layout { vectors });
+        }
         let pba_at = (vectors * 16).next_multiple_of(0x1000);
         let layout = MsixLayout::new(vectors, BarRegion::parse(0)?, BarRegion::parse(pba_at)?, 0)?;
         Ok(MediatedDevice {

@@ -31,7 +31,7 @@
 //! vm.create_irq_chip().unwrap();
 //! let routes = GsiRoutes::new(vm.clone()); // one per VM, shared by its devices
 //! // 2,048 entries, at most 512 routes for this function.
-//! let backend = KvmMsix::new(vm.clone(), routes.clone(), 2048, 512);
+//! let backend = KvmMsix::new(vm.clone(), routes.clone(), 2048, 512)?;
 //! let device = backend.triggers(); // the device raises entry i with device.fire(i)
 //! let layout = MsixLayout::new(2048, Region::parse(0)?, Region::parse(0x8000)?, 0)?;
 //! let mut msix = VirtMsix::new(layout, backend, Strategy::OnDemand);
@@ -45,6 +45,7 @@
 
 use crate::backend::{Budget, MsiBackend};
 use crate::error::{Error, Result};
+use crate::msix_emul::MsixLayout;
 use genmsi::Msg;
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
@@ -311,9 +312,14 @@ pub struct KvmMsix {
 }
 
 impl KvmMsix {
-    /// A device with `entries` entries on `vm`, holding at most `budget` routes.
-    pub fn new(vm: Arc<VmFd>, routes: SharedRoutes, entries: u32, budget: u32) -> Self {
-        KvmMsix {
+    /// A device with `entries` (1..=2048, an MSI-X table's most) entries on `vm`, holding
+    /// at most `budget` routes; [`Error::Layout`] for any other count, before anything is
+    /// allocated.
+    pub fn new(vm: Arc<VmFd>, routes: SharedRoutes, entries: u32, budget: u32) -> Result<Self> {
+        if entries == 0 || entries > MsixLayout::MAX_VECTORS {
+            return Err(Error::Layout { vectors: entries });
+        }
+        Ok(KvmMsix {
             vm,
             routes,
             entries: (0..entries).map(|_| None).collect(),
@@ -322,7 +328,7 @@ impl KvmMsix {
                 limit: budget,
                 ..Budget::default()
             },
-        }
+        })
     }
 
     /// The device side.
@@ -448,13 +454,23 @@ impl MsiBackend for KvmMsix {
 
     fn release(&mut self, index: u32) -> Result<()> {
         self.mask(index)?;
+        let Some(e) = self.entries.get_mut(index as usize).and_then(Option::take) else {
+            return Ok(());
+        };
         if let Some(mut slot) = self.triggers.slot(index) {
             slot.eventfd = None;
+            // What the masked entry's eventfd counted stays pending in the device (the PBA
+            // bit outlives the entry's host resources): delivered once it is backed and
+            // unmasked again. Under the slot's lock, no raise is in between.
+            match e.eventfd.read() {
+                Ok(n) if n > 0 => slot.latched = true,
+                Ok(_) => {}
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                Err(err) => return Err(kvm_error("eventfd read", err)),
+            }
         }
-        if let Some(e) = self.entries.get_mut(index as usize).and_then(Option::take) {
-            self.table().free(e.gsi);
-            self.budget.in_use -= 1;
-        }
+        self.table().free(e.gsi);
+        self.budget.in_use -= 1;
         Ok(())
     }
 
@@ -480,11 +496,11 @@ impl MsiBackend for KvmMsix {
     fn enable(&mut self, on: bool) -> Result<()> {
         self.triggers.enabled.store(on, Ordering::Release);
         if !on {
-            // A disabled function latches nothing; wait out raises in flight.
+            // A disabled function sends and latches nothing from here; wait out raises in
+            // flight. What it latched before stays pending (PCIe defines no clearing of the
+            // PBA at a disable): sent when the entry is unmasked with MSI-X enabled again.
             for i in 0..self.triggers.len() {
-                if let Some(mut slot) = self.triggers.slot(i) {
-                    slot.latched = false;
-                }
+                drop(self.triggers.slot(i));
             }
         }
         Ok(())

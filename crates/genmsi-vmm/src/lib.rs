@@ -21,6 +21,8 @@
 //!   the message, mask, unmask, release, budget), and [`virt`]: [`VirtMsix`], the emulation
 //!   driving any backend with the on-demand, eager or baseline [`Strategy`].
 //! - [`model_backend`]: the in-process host model behind the seam ([`ModelBackend`]).
+//! - [`conformance`]: one suite of cases over the seam, run for every backend and strategy.
+//! - [`ring`]: the bounded log every record fed from outside goes to.
 //! - `kvm` (Linux, feature `kvm`): KVM GSI routes and irqfds behind the seam
 //!   (`kvm::KvmMsix`), one `KVM_SET_GSI_ROUTING` per batch of route changes.
 //! - `vfio` (Linux, feature `vfio`): host MSI-X vectors of a vfio-pci function behind the seam
@@ -59,6 +61,7 @@
 pub mod backend;
 pub mod baseline;
 pub mod bench;
+pub mod conformance;
 mod error;
 pub mod guest;
 pub mod host;
@@ -68,6 +71,7 @@ pub mod kvm;
 pub mod model_backend;
 pub mod msix_emul;
 pub mod passthrough;
+pub mod ring;
 #[cfg(all(target_os = "linux", feature = "vfio"))]
 #[allow(unsafe_code)] // the VFIO ioctls, each with its SAFETY comment
 pub mod vfio;

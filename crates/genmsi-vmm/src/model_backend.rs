@@ -1,22 +1,27 @@
 //! The in-process host model behind [`MsiBackend`]: each backed guest entry is one host vector
 //! of a [`HostNic`] (through `genmsi-pci`'s dynamic MSI-X), routed to the guest's message.
 //!
-//! 1. **Back** entry `i`: host vector `i` allocated, reserved (its host entry masked). The
-//!    host MSI-X store is enabled by its first vector, so the first back also holds vector 0
-//!    (reserved) as the anchor that keeps the function enabled.
+//! 1. **Enable**: the host function's MSI-X is enabled with vector 0 reserved as the anchor
+//!    (as a VMM enables the physical function when the guest does, before any entry is
+//!    unmasked): from here a raise on any entry latches in the host PBA until that entry is
+//!    backed and unmasked. **Back** entry `i`: host vector `i` allocated, reserved (its host
+//!    entry masked); entry 0 takes over the anchor.
 //! 2. **Unmask**: the host vector is activated (programmed and unmasked), and what the
 //!    function latched in its PBA meanwhile is sent: one delivery, as PCIe 6.1.4.5 says.
 //! 3. **Mask**: deactivated; the function latches in its PBA, which is the pending state.
 //! 4. **Message** change: the route only; the host vector is untouched.
-//! 5. **Release**: the host vector is freed (vector 0 is only deactivated while others are
-//!    held; the last one disables the function).
+//! 5. **Release**: the host vector is freed (vector 0 goes back to being the anchor); the
+//!    function's PBA keeps what it latched. The anchor goes, and the host function is
+//!    disabled, only when nothing is backed and the guest's MSI-X is disabled.
 //! 6. The device side is [`ModelBackend::raise`]: the function raises entry `i`, the message
-//!    travels through the host's irq stack and its route to the guest, counted per entry.
+//!    travels through the host's irq stack and its route to the guest, counted per entry and
+//!    kept in a bounded log of arrivals ([`ModelBackend::take_arrivals`]).
 
 use crate::backend::{Budget, MsiBackend};
 use crate::error::{Error, Result};
 use crate::guest::{Route, RouteTable};
 use crate::host::{Arrival, HostNic, Raise};
+use crate::ring::Ring;
 use genmsi::{Irq, Msg};
 
 /// What became of one raise on the model.
@@ -44,7 +49,16 @@ pub struct ModelBackend {
     budget: Budget,
     /// Deliveries to the guest per entry.
     injected: Vec<u64>,
+    /// The latest deliveries, with their routes.
+    arrivals: Ring<Route>,
+    /// Messages the host delivered to no routed irq.
+    lost: u64,
+    /// The guest's MSI-X Enable, as [`MsiBackend::enable`] last set it.
+    enabled: bool,
 }
+
+/// Deliveries [`ModelBackend`] keeps for [`ModelBackend::take_arrivals`].
+const ARRIVALS_KEPT: usize = 4096;
 
 impl ModelBackend {
     /// The backend of `nic`, holding at most `budget` host vectors.
@@ -60,7 +74,26 @@ impl ModelBackend {
                 ..Budget::default()
             },
             injected: vec![0; n],
+            arrivals: Ring::new(ARRIVALS_KEPT),
+            lost: 0,
+            enabled: false,
         }
+    }
+
+    /// The latest deliveries to the guest (at most 4,096 kept; [`Ring::total`] of
+    /// [`ModelBackend::arrival_log`] counts them all), oldest first, taken.
+    pub fn take_arrivals(&mut self) -> Vec<Route> {
+        self.arrivals.drain()
+    }
+
+    /// The log of deliveries.
+    pub fn arrival_log(&self) -> &Ring<Route> {
+        &self.arrivals
+    }
+
+    /// Messages the host delivered to no routed irq (blocked, spurious, unrouted).
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 
     /// The host function.
@@ -93,11 +126,18 @@ impl ModelBackend {
                     if let Some(n) = self.injected.get_mut(route.entry as usize) {
                         *n += 1;
                     }
+                    self.arrivals.push(route);
                     ModelRaise::Injected(route)
                 }
-                None => ModelRaise::Lost(Arrival::Handled(irq)),
+                None => {
+                    self.lost += 1;
+                    ModelRaise::Lost(Arrival::Handled(irq))
+                }
             },
-            other => ModelRaise::Lost(other),
+            other => {
+                self.lost += 1;
+                ModelRaise::Lost(other)
+            }
         }
     }
 
@@ -190,24 +230,15 @@ impl MsiBackend for ModelBackend {
         self.mask(index)?;
         self.routes.remove(irq);
         self.backing[index as usize] = None;
-        match self.nic.allocated() {
-            // Vector 0 keeps the function enabled while others are held.
-            n if index == 0 && n > 1 => self.anchor = Some(irq),
-            // The last vector: MSI-X off, the device domain gone (as `disable` does).
-            1 => {
-                self.nic.disable()?;
-                self.held(-1);
-            }
+        match index {
+            // Vector 0 keeps the function enabled.
+            0 => self.anchor = Some(irq),
             _ => {
                 self.nic.free(index)?;
                 self.held(-1);
             }
         }
-        if self.backing.iter().all(Option::is_none) && self.anchor.take().is_some() {
-            self.nic.disable()?;
-            self.held(-1);
-        }
-        Ok(())
+        self.drop_idle_anchor()
     }
 
     fn is_backed(&self, index: u32) -> bool {
@@ -227,14 +258,46 @@ impl MsiBackend for ModelBackend {
     }
 
     fn enable(&mut self, on: bool) -> Result<()> {
-        if !on && self.nic.msix_enabled() {
-            self.nic.clear_enable()?;
+        self.enabled = on;
+        match on {
+            // The host function sends (or latches) from the guest's enable on, whether or
+            // not an entry is backed yet.
+            true if self.nic.allocated() == 0 => {
+                if self.budget.in_use >= self.budget.limit {
+                    return Err(Error::Budget {
+                        index: 0,
+                        budget: self.budget.limit,
+                        in_use: self.budget.in_use,
+                    });
+                }
+                self.anchor = Some(self.nic.enable(1, false)?[0]);
+                self.held(1);
+                Ok(())
+            }
+            true if !self.nic.msix_enabled() => self.nic.set_enable(),
+            true => Ok(()),
+            false => {
+                if self.nic.msix_enabled() {
+                    self.nic.clear_enable()?;
+                }
+                self.drop_idle_anchor()
+            }
         }
-        Ok(())
     }
 }
 
 impl ModelBackend {
+    /// With nothing backed and the guest's MSI-X disabled, the anchor goes and the host
+    /// function is disabled.
+    fn drop_idle_anchor(&mut self) -> Result<()> {
+        let idle = !self.enabled && self.backing.iter().all(Option::is_none);
+        if idle && self.anchor.take().is_some() {
+            self.nic.disable()?;
+            self.held(-1);
+        }
+        Ok(())
+    }
+
     fn alloc(&mut self, index: u32) -> Result<Irq> {
         let irq = self.nic.alloc_at_with(index, false)?;
         self.held(1);
@@ -279,7 +342,11 @@ mod tests {
     #[test]
     fn on_demand_backs_exactly_the_unmasked_entry_and_delivers_a_masked_raise_once() {
         let mut v = virt(64, Strategy::OnDemand);
-        assert_eq!(v.budget().in_use, 0, "nothing before an unmask");
+        // The guest's enable enabled the host function with vector 0 as its anchor: a raise
+        // on an entry not backed yet latches in the host PBA.
+        assert_eq!(v.budget().in_use, 1, "the anchor only before an unmask");
+        assert!(v.backend().nic().msix_enabled());
+        assert_eq!(raise(&mut v, 9), ModelRaise::Latched);
         set_mask(&mut v, 5, false).unwrap();
         // Vector 5 and the anchor (vector 0) that keeps the host function enabled.
         assert_eq!(v.budget().in_use, 2);
@@ -297,8 +364,8 @@ mod tests {
         v.mmio_read(TABLE, 0x1000, &mut pba).unwrap();
         assert_eq!(
             pba,
-            [0x20, 0, 0, 0, 0, 0, 0, 0],
-            "the guest sees the host PBA bit"
+            [0x20, 0x02, 0, 0, 0, 0, 0, 0],
+            "the guest sees the host PBA bits (5, and 9 latched unbacked)"
         );
         set_mask(&mut v, 5, false).unwrap();
         assert_eq!(

@@ -88,6 +88,9 @@ pub struct MsixLayout {
 }
 
 impl MsixLayout {
+    /// The most entries a table has: Table Size is 11 bits, N - 1 (7.7.2.2).
+    pub const MAX_VECTORS: u32 = field::MAX_VECTORS;
+
     /// A checked layout: `1..=2048` vectors, table and PBA not overlapping.
     pub fn new(vectors: u32, table: BarRegion, pba: BarRegion, next: u8) -> Result<Self> {
         if vectors == 0 || vectors > field::MAX_VECTORS {

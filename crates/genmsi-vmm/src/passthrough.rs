@@ -167,8 +167,8 @@ impl PassthroughMsix {
         self.unmask_stats
     }
 
-    /// Every injected (entry, message), when recording.
-    pub fn injected(&self) -> &[(u32, Msg)] {
+    /// The latest injected (entry, message), oldest first, when recording.
+    pub fn injected(&self) -> Vec<(u32, Msg)> {
         self.guest.injected()
     }
 

@@ -436,8 +436,10 @@ impl<B: MsiBackend> VirtMsix<B> {
         result.and(self.backend.commit())
     }
 
-    /// The function goes away: every entry is released; the backend is handed back.
+    /// The function goes away: its MSI-X is disabled and every entry released; the backend
+    /// is handed back.
     pub fn unplug(mut self) -> Result<B> {
+        self.backend.enable(false)?;
         self.release()?;
         Ok(self.backend)
     }

@@ -134,3 +134,27 @@ proptest::proptest! {
         }
     }
 }
+
+/// `MediatedDevice::over(backend, u32::MAX)` panicked with a multiply overflow; its siblings
+/// took any size. Every size is checked before arithmetic, with a typed error.
+#[test]
+fn constructors_check_sizes_before_arithmetic() {
+    let machine = Arc::new(HostMachine::new(MachineConfig::remapped(4)).unwrap());
+    let accel =
+        |queues: u32| HostAccelerator::new(machine.clone(), PciAddress::new(0x6A, 1, 0), queues);
+    for queues in [0, ims::MAX_QUEUES + 1, u32::MAX] {
+        assert_eq!(accel(queues).err(), Some(Error::Layout { vectors: queues }));
+    }
+    let backend = || ImsBackend::new(accel(64).unwrap(), 0..64, false).unwrap();
+    for vectors in [0, MsixLayout::MAX_VECTORS + 1, u32::MAX] {
+        assert_eq!(
+            MediatedDevice::over(backend(), vectors).err(),
+            Some(Error::Layout { vectors })
+        );
+    }
+    assert!(MediatedDevice::over(backend(), MsixLayout::MAX_VECTORS).is_ok());
+    for vectors in [0, 2049, u32::MAX] {
+        let nic = HostNic::new(machine.clone(), PciAddress::new(0x3A, 0, 0), vectors);
+        assert_eq!(nic.err(), Some(Error::Layout { vectors }));
+    }
+}
