@@ -143,6 +143,8 @@ pub enum Error {
         /// The error number it returned.
         errno: i32,
     },
+    /// The VFIO backend refused (see [`VfioError`]).
+    Vfio(VfioError),
     /// The VM's GSI routing table is full (`KVM_MAX_IRQ_ROUTES` less the irqchip's routes).
     Routes {
         /// MSI routes the VM may hold.
@@ -168,6 +170,66 @@ pub enum Error {
     },
 }
 
+/// Why the VFIO backend (`vfio::VfioMsix`, Linux, feature `vfio`) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VfioError {
+    /// A VFIO ioctl or a read or write of the device file failed.
+    Io {
+        /// The call.
+        op: &'static str,
+        /// The error number it returned (or the unexpected value).
+        errno: i32,
+    },
+    /// The IOMMU group is not viable (a function of it is bound to a host driver).
+    NotViable {
+        /// The group.
+        group: u32,
+    },
+    /// The function has no MSI-X capability.
+    NoMsix,
+    /// The function has no such region (BAR), or the access reaches beyond it.
+    NoRegion,
+    /// The host kernel cannot add an MSI-X vector while MSI-X is enabled: VFIO reports
+    /// `VFIO_IRQ_INFO_NORESIZE` (Linux before 6.5, or a device without dynamic MSI-X). Its
+    /// vectors are the block it enabled; growing it means disabling MSI-X and enabling it
+    /// with more (the baseline, `Growth::Reenable`).
+    NoResize {
+        /// The entry that needed a host vector.
+        index: u32,
+        /// The vectors MSI-X was enabled with (0: the on-demand growth was asked for).
+        enabled: u32,
+    },
+    /// The entry is past the function's MSI-X table.
+    OutOfRange {
+        /// The entry.
+        index: u32,
+        /// The table's entries.
+        vectors: u32,
+    },
+}
+
+impl fmt::Display for VfioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            VfioError::Io { op, errno } => write!(f, "{op} failed: errno {errno}"),
+            VfioError::NotViable { group } => write!(f, "IOMMU group {group} is not viable"),
+            VfioError::NoMsix => write!(f, "the function has no MSI-X capability"),
+            VfioError::NoRegion => write!(f, "no such region, or beyond its end"),
+            VfioError::NoResize { index, enabled } => write!(
+                f,
+                "the host kernel cannot add MSI-X vector {index} while MSI-X is enabled \
+                 (VFIO_IRQ_INFO_NORESIZE: dynamic MSI-X needs Linux 6.5); its vectors are the \
+                 {enabled} it was enabled with, grow them by disabling and re-enabling"
+            ),
+            VfioError::OutOfRange { index, vectors } => {
+                write!(f, "entry {index} is past the {vectors}-entry MSI-X table")
+            }
+        }
+    }
+}
+
+impl std::error::Error for VfioError {}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -184,7 +246,8 @@ from_error!(
     Access(AccessError),
     Host(genmsi::Error),
     Msix(MsixError),
-    Ims(ImsError)
+    Ims(ImsError),
+    Vfio(VfioError)
 );
 
 impl From<PciError> for Error {
@@ -217,6 +280,7 @@ impl fmt::Display for Error {
             Error::NotInMode { mode } => write!(f, "not available in {mode:?} mode"),
             Error::Unbalanced(c) => write!(f, "interrupts unaccounted for: {c:?}"),
             Error::Kvm { op, errno } => write!(f, "{op} failed: errno {errno}"),
+            Error::Vfio(e) => write!(f, "VFIO: {e}"),
             Error::Routes { limit } => write!(f, "the VM's {limit} MSI routes are all in use"),
             Error::NotBacked { index } => write!(f, "entry {index} has no host resources"),
             Error::NotQueues { strategy } => {

@@ -338,6 +338,12 @@ impl KvmMsix {
         self.triggers.clone()
     }
 
+    /// Entry `index`'s eventfd, which KVM's irqfd waits on while the entry is unmasked: a
+    /// VFIO host vector signals it directly (`vfio::VfioKvmMsix`).
+    pub fn eventfd(&self, index: u32) -> Option<&EventFd> {
+        self.entry(index).ok().map(|e| &e.eventfd)
+    }
+
     /// The VM's routing table.
     pub fn routes(&self) -> &SharedRoutes {
         &self.routes

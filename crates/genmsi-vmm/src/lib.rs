@@ -25,6 +25,9 @@
 //! - [`ring`]: the bounded log every record fed from outside goes to.
 //! - `kvm` (Linux, feature `kvm`): KVM GSI routes and irqfds behind the seam
 //!   (`kvm::KvmMsix`), one `KVM_SET_GSI_ROUTING` per batch of route changes.
+//! - `vfio` (Linux, feature `vfio`): host MSI-X vectors of a vfio-pci function behind the seam
+//!   (`vfio::VfioMsix`), added one at a time where the kernel can (Linux 6.5+), and with the
+//!   `kvm` feature too their composition with KVM's irqfds (`vfio::VfioKvmMsix`).
 //!
 //! ```
 //! use genmsi_pci::{Bar, PciAddress};
@@ -52,7 +55,7 @@
 //! # Ok::<(), genmsi_vmm::Error>(())
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod backend;
@@ -69,10 +72,13 @@ pub mod model_backend;
 pub mod msix_emul;
 pub mod passthrough;
 pub mod ring;
+#[cfg(all(target_os = "linux", feature = "vfio"))]
+#[allow(unsafe_code)] // the VFIO ioctls, each with its SAFETY comment
+pub mod vfio;
 pub mod virt;
 
 pub use backend::{Budget, MsiBackend};
-pub use error::{AccessError, Error, Region, Result};
+pub use error::{AccessError, Error, Region, Result, VfioError};
 pub use guest::{Counters, GuestMsix, Injection, Route, RouteTable};
 pub use host::{Accepted, Arrival, HostMachine, HostNic, MachineConfig, Raise};
 pub use ims::{HostAccelerator, ImsBackend, MediatedDevice, QueueBacking};
