@@ -281,9 +281,7 @@ pub fn pci_add_device<R: RawMutex, C, M>(
     config: C,
     bars: M,
 ) -> PciDevice<C, M> {
-    let meta = DeviceMeta {
-        requester_id: Some(address.requester_id()),
-    };
+    let meta = DeviceMeta::requester(address.requester_id());
     PciDevice {
         id: sys.add_device(name, meta),
         address,

@@ -58,9 +58,7 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
         .expect("q35 IO-APIC has 24 pins");
     let dev = p.sys.add_device(
         "ioapic",
-        DeviceMeta {
-            requester_id: Some(IOAPIC_REQUESTER_ID),
-        },
+        DeviceMeta::requester(IOAPIC_REQUESTER_ID),
     );
     p.sys
         .create_device_domain(dev, SlotId::Default, Box::new(store), p.parent())
