@@ -33,6 +33,12 @@ pub fn run(args: &Args) {
             }
         }
         "vtd" => vtd::run(args),
+        "vtd-bridge" => {
+            vtd::run(args);
+            if let Some(p) = crate::platform::get().filter(|p| p.remap.is_some()) {
+                msi::run(p);
+            }
+        }
         "vtd-pair" => {
             if let Some(p) = remapped() {
                 vtd_pair::run(p, args);
