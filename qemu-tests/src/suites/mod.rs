@@ -55,6 +55,21 @@ pub fn run(args: &Args) {
                 smp_msix::run(p);
             }
         }
+        "smp-offline-vtd" => {
+            if let Some(p) = remapped() {
+                smp_msix::run(p);
+                offline::run(p);
+                let ids = crate::acpi::apic_ids().unwrap_or_default();
+                let (passed, failed, _) = crate::serial::totals();
+                crate::println!(
+                    "x2apic summary: {} CPUs, APIC ids {:?} ({} above 255), x2APIC {}, remapped destinations in IRTE bits 63:32; {passed} checks passed, {failed} failed",
+                    ids.len(),
+                    ids,
+                    ids.iter().filter(|&&id| id > 255).count(),
+                    crate::lapic::x2apic()
+                );
+            }
+        }
         "smp" => {
             smp::run();
             smp_msix::run(crate::platform::init());
