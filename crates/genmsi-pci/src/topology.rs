@@ -407,8 +407,7 @@ mod tests {
     /// Bus 0: a root port 00:1c.0 to bus 1 (an endpoint at 01:00.0), a PCIe-to-PCI bridge
     /// 00:09.0 to bus 2 (devices at 02:03.0, and a conventional bridge 02:01.0 to bus 3 with a
     /// device at 03:04.0), a reverse bridge 00:0a.0 to bus 4 (a PCIe device at 04:00.0), a
-    /// multi-function device at 00:05.0-00:05.1. Under the root port, a switch: upstream
-    /// 01:00.0 is not an endpoint here; see `switch_ports_keep_the_requester_id`.
+    /// multi-function device at 00:05.0-00:05.1. Switches: `switch_ports_keep_the_requester_id`.
     fn machine() -> Vec<Bridge> {
         vec![
             bridge(
@@ -446,7 +445,9 @@ mod tests {
     fn alias_table_follows_linux() {
         let m = machine();
         let own = |a: PciAddress| RequesterCheck::Id(a);
-        let rows: [(&str, PciAddress, Vec<(u16, u16)>, RequesterCheck); 6] = [
+        // (what, function, its aliases as (producer, requester id), the check)
+        type Row = (&'static str, PciAddress, Vec<(u16, u16)>, RequesterCheck);
+        let rows: [Row; 6] = [
             // Root port skipped: only the device's own id, which is checked.
             (
                 "a device behind a root port",
