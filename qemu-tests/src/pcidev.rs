@@ -5,10 +5,14 @@
 
 use crate::mmio::MmioRegion;
 use crate::pci::PciFunction;
+use alloc::vec::Vec;
 use genmsi::IrqSystem;
 use genmsi_pci::{
-    pci_add_device, Bar, ConfigError, ConfigSpace, Mmio, MmioError, PciAddress, PciDevice,
+    msi_requester, pci_add_device, pci_add_device_at, Bar, Bridge, ConfigError, ConfigSpace, Mmio,
+    MmioError, PciAddress, PciDevice, RequesterCheck,
 };
+use genmsi_x86::irte::Svt;
+use genmsi_x86::Irte;
 
 /// The configuration space the legacy mechanism reaches (conventional, 256 bytes).
 const CONFIG_SIZE: u16 = 256;
@@ -181,13 +185,76 @@ impl Mmio for BarWindows {
     }
 }
 
-/// Registers `f` with `sys` under the requester id of `as_address` (its own address, or a
-/// wrong one on purpose for the source-id check).
-pub fn register(sys: &IrqSystem, name: &str, f: PciFunction, as_address: PciAddress) -> Function {
+/// Every bridge enumeration found, as `genmsi-pci` reads it from configuration space (read
+/// once, then remembered): the topology functions are registered in.
+pub fn bridges() -> &'static [Bridge] {
+    static BRIDGES: spin::Once<Vec<Bridge>> = spin::Once::new();
+    BRIDGES.call_once(|| {
+        crate::pci::enumerate()
+            .iter()
+            .filter_map(|found| {
+                let f = found.function;
+                // An unreadable header is no bridge: the walk then stops at that bus.
+                Bridge::read(&PortConfig(f), address(f)).ok().flatten()
+            })
+            .collect()
+    })
+}
+
+/// Registers `f` with `sys` where enumeration found it: the requester id (or bus range) its
+/// writes carry behind the bridges above it, and its INTx path to the root bus.
+pub fn register(sys: &IrqSystem, name: &str, f: PciFunction) -> Function {
+    pci_add_device_at(
+        sys,
+        name,
+        address(f),
+        bridges(),
+        PortConfig(f),
+        BarWindows::of(f),
+    )
+    .expect("the enumerated bridges lead to bus 0")
+}
+
+/// Registers `f` with `sys` under the requester id of `as_address`, a wrong one on purpose
+/// (the source-id check).
+pub fn register_as(
+    sys: &IrqSystem,
+    name: &str,
+    f: PciFunction,
+    as_address: PciAddress,
+) -> Function {
     pci_add_device(sys, name, as_address, PortConfig(f), BarWindows::of(f))
 }
 
 /// The bus/device/function of `f`, where enumeration found it.
 pub fn address(f: PciFunction) -> PciAddress {
     PciAddress::new(f.bus, f.device, f.function)
+}
+
+/// The source check the IRTEs of `f`'s messages must make, from the enumerated topology.
+pub fn requester_check(f: PciFunction) -> RequesterCheck {
+    msi_requester(bridges(), address(f)).expect("the enumerated bridges lead to bus 0")
+}
+
+/// The requester id `f`'s message writes carry (what a fault record names): its own, or the
+/// alias of the bridges above it.
+pub fn carried_requester_id(f: PciFunction) -> u16 {
+    match requester_check(f) {
+        RequesterCheck::Id(id) | RequesterCheck::Buses { alias: id, .. } => id.requester_id(),
+    }
+}
+
+/// True when IRTE `e` makes exactly the check the topology asks for `f`: SVT=01, SQ=00 and the
+/// requester id, or SVT=10 and the bus range in SID (VT-d 9.10).
+pub fn irte_checks(e: &Irte, f: PciFunction) -> bool {
+    match requester_check(f) {
+        RequesterCheck::Id(id) => {
+            e.svt == Svt::RequesterId && e.sq == 0 && e.sid == id.requester_id()
+        }
+        RequesterCheck::Buses { range, .. } => {
+            e.svt == Svt::BusRange
+                && e.sq == 0
+                && e.sid == u16::from(range.first) << 8 | u16::from(range.last)
+        }
+    }
 }

@@ -73,12 +73,7 @@ impl Stack {
             .get(unit)
             .ok_or_else(|| anyhow::anyhow!("no remapping unit {unit}"))?
             .0;
-        let dev = self.sys.add_device(
-            name,
-            DeviceMeta {
-                requester_id: Some(rid),
-            },
-        );
+        let dev = self.sys.add_device(name, DeviceMeta::requester(rid));
         let store = MemStore::new(StoreCaps::dynamic(entries));
         self.sys
             .create_device_domain(dev, SlotId::Default, Box::new(store), parent)?;

@@ -116,9 +116,7 @@ impl Stack {
         let ir = sys.add_domain(Box::new(ir), Some(root)).expect("ir");
         let mut devs = [DeviceId(0); 2];
         for (n, d) in devs.iter_mut().enumerate() {
-            let meta = DeviceMeta {
-                requester_id: Some(0x0100 + n as u16 * 8),
-            };
+            let meta = DeviceMeta::requester(0x0100 + n as u16 * 8);
             *d = sys.add_device("dev", meta);
             let caps = StoreCaps {
                 per_vector_mask: !(soft_mask && n == 1),

@@ -1,9 +1,10 @@
 //! INTx: the legacy interrupt pins, the last fallback when a function has neither MSI-X nor
 //! MSI (or its parent cannot serve them).
 //!
-//! Which irq a pin raises is the platform's business (bridge swizzling, firmware routing
-//! tables, the IO-APIC's redirection entries), so this crate only defines the seam: an
-//! [`IntxRouter`] that the x86 IO-APIC side or a simulator implements.
+//! The bridges' swizzle is the PCI specification's and lives in
+//! [`topology`](crate::topology); which irq a pin on the root bus raises is the platform's
+//! business (firmware routing tables, the IO-APIC's redirection entries), so this crate only
+//! defines the seam: an [`IntxRouter`] that the x86 IO-APIC side or a simulator implements.
 
 use crate::pci::PciAddress;
 use core::fmt;
@@ -97,10 +98,14 @@ impl fmt::Display for IntxError {
 
 impl core::error::Error for IntxError {}
 
-/// Maps a function's interrupt pin to an irq: implemented by the platform (the IO-APIC side,
-/// a simulator). Pins are shared, so a router counts its users.
+/// Maps an interrupt pin on the root bus to an irq: implemented by the platform (the IO-APIC
+/// side, a simulator). Pins are shared, so a router counts its users.
+///
+/// The conveniences have already swizzled a function's pin through the bridges above it
+/// ([`intx_path`](crate::topology::intx_path)): `address` is the function on the root bus the
+/// pin arrives at (the function itself on a root bus) and `pin` the pin there.
 pub trait IntxRouter {
-    /// Routes `pin` of the function at `address`, returning the irq the pin raises.
+    /// Routes `pin` of the root-bus function at `address`, returning the irq the pin raises.
     fn route(&mut self, address: PciAddress, pin: IntxPin) -> Result<Irq, IntxError>;
     /// Drops the route [`IntxRouter::route`] returned.
     fn unroute(&mut self, address: PciAddress, pin: IntxPin, irq: Irq);

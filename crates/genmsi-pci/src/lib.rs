@@ -106,6 +106,7 @@ pub mod msi;
 pub mod msix;
 pub mod pci;
 pub mod signal;
+pub mod topology;
 
 pub use bar::{Bar, ByteBars, Mmio, MmioError};
 pub use cap::{CapError, CapId, ExtCapId};
@@ -115,8 +116,13 @@ pub use intx::{IntxError, IntxPin, IntxRouter};
 pub use msi::{MsiError, MsiStore};
 pub use msix::{MsixError, MsixStore};
 pub use pci::{
-    pci_add_device, pci_alloc_irq_vectors, pci_create_ims_domain, pci_free_irq_vectors,
-    pci_ims_alloc_irq, pci_ims_free_irq, pci_msix_alloc_irq_at, pci_msix_can_alloc_dyn,
-    pci_msix_free_irq, IrqTypes, IrqVectors, PciAddress, PciDevice, PciError,
+    pci_add_device, pci_add_device_at, pci_alloc_irq_vectors, pci_create_ims_domain,
+    pci_free_irq_vectors, pci_ims_alloc_irq, pci_ims_free_irq, pci_msix_alloc_irq_at,
+    pci_msix_can_alloc_dyn, pci_msix_free_irq, IrqTypes, IrqVectors, PciAddress, PciDevice,
+    PciError,
 };
 pub use signal::Signal;
+pub use topology::{
+    dma_aliases, intx_path, msi_requester, Bridge, BridgeKind, PciTopology, PortType,
+    RequesterCheck, RootBusOnly, TopologyError,
+};

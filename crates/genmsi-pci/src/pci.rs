@@ -1,7 +1,9 @@
 //! `pci_*` conveniences: thin wrappers over the core's allocation API that fill in the
 //! device, its requester id and the right store.
 //!
-//! 1. [`pci_add_device`] registers a function with the requester id of its bus/device/function.
+//! 1. [`pci_add_device_at`] registers a function with the requester id (or bus range) its
+//!    writes carry behind the bridges above it and its INTx path; [`pci_add_device`] does so
+//!    for a function on a root bus.
 //! 2. [`pci_alloc_irq_vectors`] gives it between `min` and `max` vectors: MSI-X if it has it,
 //!    else multi-message MSI (halving the block until the parent accepts it), else its INTx
 //!    pin through an [`IntxRouter`]; [`pci_free_irq_vectors`] gives them back.
@@ -15,6 +17,7 @@ use crate::config::{header, set_intx_disable, ConfigError, ConfigSpace};
 use crate::intx::{IntxError, IntxPin, IntxRouter};
 use crate::msi::{MsiError, MsiStore};
 use crate::msix::{MsixError, MsixStore};
+use crate::topology::{intx_path, msi_requester, IntxPath, PciTopology, TopologyError};
 use crate::Mmio;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -121,6 +124,8 @@ pub struct PciDevice<C, M> {
     pub config: C,
     /// Memory BARs.
     pub bars: M,
+    /// Where its INTx pin arrives on the root bus (through the bridges above it).
+    pub intx: IntxPath,
 }
 
 /// Which interrupt mechanisms [`pci_alloc_irq_vectors`] may use.
@@ -273,7 +278,8 @@ impl fmt::Display for PciError {
 
 impl core::error::Error for PciError {}
 
-/// Registers the function at `address` with its requester id.
+/// Registers the function at `address` on a root bus (no bridge above it) with its own
+/// requester id; [`pci_add_device_at`] places a function anywhere in a hierarchy.
 pub fn pci_add_device<R: RawMutex, C, M>(
     sys: &IrqSystem<R>,
     name: &str,
@@ -281,15 +287,36 @@ pub fn pci_add_device<R: RawMutex, C, M>(
     config: C,
     bars: M,
 ) -> PciDevice<C, M> {
-    let meta = DeviceMeta {
-        requester_id: Some(address.requester_id()),
-    };
     PciDevice {
+        id: sys.add_device(name, DeviceMeta::requester(address.requester_id())),
+        address,
+        config,
+        bars,
+        intx: IntxPath::direct(address),
+    }
+}
+
+/// Registers the function at `address` in `topology`: its message writes are checked against
+/// what the bridges above it make of its requester id ([`msi_requester`]: its own id, a
+/// bridge's alias or a bus range), and its INTx pin is swizzled through them to the root bus
+/// ([`intx_path`]). Nothing is registered when the topology cannot be walked.
+pub fn pci_add_device_at<R: RawMutex, C, M, T: PciTopology + ?Sized>(
+    sys: &IrqSystem<R>,
+    name: &str,
+    address: PciAddress,
+    topology: &T,
+    config: C,
+    bars: M,
+) -> Result<PciDevice<C, M>, TopologyError> {
+    let meta = msi_requester(topology, address)?.meta();
+    let intx = intx_path(topology, address)?;
+    Ok(PciDevice {
         id: sys.add_device(name, meta),
         address,
         config,
         bars,
-    }
+        intx,
+    })
 }
 
 /// Gives the function between `vectors.start()` and `vectors.end()` vectors (see the module
@@ -451,10 +478,11 @@ fn alloc_intx<C: ConfigSpace + Clone, M>(
     let pin = IntxPin::from_register(raw)?.ok_or(IntxError::NoPin {
         address: dev.address,
     })?;
-    let irq = router.route(dev.address, pin)?;
+    let (root, root_pin) = (dev.intx.root, dev.intx.pin(pin));
+    let irq = router.route(root, root_pin)?;
     let mut config = dev.config.clone();
     if let Err(e) = set_intx_disable(&mut config, false) {
-        router.unroute(dev.address, pin, irq);
+        router.unroute(root, root_pin, irq);
         return Err(e.into());
     }
     Ok(IrqVectors::Intx { irq, pin })
@@ -472,7 +500,7 @@ pub fn pci_free_irq_vectors<R: RawMutex, C, M>(
             sys.remove_device_domain(dev.id, SlotId::Default)?;
         }
         IrqVectors::Intx { irq, pin } => match intx {
-            Some(router) => router.unroute(dev.address, *pin, *irq),
+            Some(router) => router.unroute(dev.intx.root, dev.intx.pin(*pin), *irq),
             None => return Err(PciError::NoIntxRouter),
         },
     }

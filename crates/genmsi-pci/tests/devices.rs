@@ -541,3 +541,60 @@ fn malformed_msix_regions_are_refused() {
         "a table ending exactly at the BAR's end fits"
     );
 }
+
+/// The same INTB# function behind a PCIe-to-PCI bridge at 00:09.0 (secondary bus 1), at
+/// 01:03.0: the bridge rotates its pin by 3 to INTA# at slot 9, which the router sends to GSI
+/// 16 + (9 + 0) % 4 = 17; the router is handed the root slot and its pin.
+#[test]
+fn intx_behind_a_bridge_is_swizzled_to_the_root_slot() {
+    let m = Machine::new();
+    let mut cfg = header(256, 0x1234, 0x0001, 0, 2);
+    cfg[0x06] = 0;
+    let (config, bars) = device_memory(cfg, ByteBars::new());
+    let bridges = [Bridge {
+        address: PciAddress::new(0, 9, 0),
+        kind: BridgeKind::Express(PortType::PcieToPci),
+        secondary: 1,
+        subordinate: 1,
+    }];
+    let at = PciAddress::new(1, 3, 0);
+    let dev = pci_add_device_at(&m.sys, "old", at, &bridges[..], config, bars).unwrap();
+    assert_eq!(dev.intx.root, PciAddress::new(0, 9, 0));
+    let mut router = SoftIntx::new(&m.sys, m.root);
+    let opts = AllocOpts::default();
+    let got = pci_alloc_irq_vectors(
+        &m.sys,
+        &dev,
+        m.root,
+        1..=1,
+        IrqTypes::ALL,
+        &opts,
+        Some(&mut router),
+    )
+    .unwrap();
+    let IrqVectors::Intx { irq, pin } = got else {
+        panic!("INTx")
+    };
+    assert_eq!(pin, IntxPin::B, "the function's own pin");
+    assert_eq!(router.users.get(&17), Some(&(irq, 1)));
+    pci_free_irq_vectors(&m.sys, &dev, &got, Some(&mut router)).unwrap();
+    assert!(router.users.is_empty());
+    // A cycle of bridges registers nothing.
+    let cycle = [
+        Bridge {
+            secondary: 1,
+            address: PciAddress::new(2, 0, 0),
+            ..bridges[0]
+        },
+        Bridge {
+            secondary: 2,
+            address: PciAddress::new(1, 0, 0),
+            ..bridges[0]
+        },
+    ];
+    let (config, bars) = device_memory(header(256, 0x1234, 0x0001, 0, 2), ByteBars::new());
+    assert_eq!(
+        pci_add_device_at(&m.sys, "lost", at, &cycle[..], config, bars).err(),
+        Some(TopologyError::Loop { bus: 1 })
+    );
+}

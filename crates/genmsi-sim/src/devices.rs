@@ -130,9 +130,7 @@ pub fn platform(m: &mut Machine) -> Result<(), SetupError> {
     }
     let id = m.sys.add_device(
         "ioapic",
-        genmsi::DeviceMeta {
-            requester_id: Some(crate::machine::IOAPIC_RID),
-        },
+        genmsi::DeviceMeta::requester(crate::machine::IOAPIC_RID),
     );
     let (parent, unit) = m.parent_for(0);
     m.sys

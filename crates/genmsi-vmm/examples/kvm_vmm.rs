@@ -99,7 +99,7 @@ mod vmm {
         // One routing table per VM, one backend and one emulation per function: 64 entries,
         // the table at 0 and the PBA at 0x800 of BAR 0, at most 16 routes for this function.
         let routes = GsiRoutes::new(vm.clone());
-        let backend = KvmMsix::new(vm.clone(), routes.clone(), 64, 16);
+        let backend = KvmMsix::new(vm.clone(), routes.clone(), 64, 16)?;
         let device = backend.triggers();
         let layout = MsixLayout::new(64, Region::parse(0)?, Region::parse(0x800)?, 0)?;
         let mut msix = VirtMsix::new(layout, backend, Strategy::OnDemand);

@@ -43,12 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The NIC at 03:00.0 (requester id 0x0300).
     let nic_rid = 0x0300;
-    let nic = sys.add_device(
-        "nic",
-        DeviceMeta {
-            requester_id: Some(nic_rid),
-        },
-    );
+    let nic = sys.add_device("nic", DeviceMeta::requester(nic_rid));
     sys.create_device_domain(
         nic,
         SlotId::Default,

@@ -191,6 +191,18 @@ impl Irte {
         }
     }
 
+    /// The same entry checked by bus instead (SVT = 10): a requester whose bus is in
+    /// `first..=last` passes, whatever its device and function. SID holds the range as
+    /// `first << 8 | last`; SQ does not apply and is 0 (VT-d 9.10).
+    pub const fn verify_buses(self, first: u8, last: u8) -> Self {
+        Irte {
+            sid: (first as u16) << 8 | last as u16,
+            sq: 0,
+            svt: Svt::BusRange,
+            ..self
+        }
+    }
+
     /// Encodes the entry; `x2apic` selects the destination layout (extended interrupt mode).
     pub fn emit(&self, x2apic: bool) -> Result<[u64; 2], IrteError> {
         let dst = match x2apic {
@@ -393,6 +405,32 @@ mod tests {
         assert!(e.source_ok(0x0300) && !e.source_ok(0x0500) && !e.source_ok(0x0100));
         e.svt = Svt::Reserved;
         assert!(!e.source_ok(0x0300));
+    }
+
+    // VT-d 9.10, bus-range verification, worked by hand: a device behind a PCIe-to-PCI bridge
+    // on bus 1 with its own bus 2 (start bus 1 in SID[15:8], end bus 2 in SID[7:0]); SVT=10,
+    // SQ=00. Vector 0x41, x2APIC destination 0x101 (APIC id 257) in bits 63:32.
+    // low  = P | 0x41 << 16 | 0x101 << 32 = 0x0000_0101_0041_0001
+    // high = 0x0102 | 0b10 << 18          = 0x0000_0000_0008_0102
+    #[test]
+    fn vtd_9_10_irte_bus_range() {
+        let e = Irte::new(Vector(0x41), 0x101, Trigger::Edge, Some(0x0100)).verify_buses(1, 2);
+        assert_eq!(
+            e.emit(true),
+            Ok([0x0000_0101_0041_0001, 0x0000_0000_0008_0102])
+        );
+        assert_eq!(Irte::parse(e.emit(true).unwrap(), true), Ok(e));
+        // The bridge's alias (01:00.0), the device's own id (02:03.0) and any other function on
+        // buses 1-2 pass; bus 0 (a device beside the bridge) and bus 3 fail.
+        for ok in [0x0100, 0x0218, 0x01FF, 0x0200] {
+            assert!(e.source_ok(ok), "{ok:#06x}");
+        }
+        for bad in [0x0028, 0x00FF, 0x0300] {
+            assert!(!e.source_ok(bad), "{bad:#06x}");
+        }
+        // One bus (several aliases all on bus 3): start = end = 3, high = 0x0303 | 2 << 18.
+        let one = Irte::new(Vector(0x41), 0x101, Trigger::Edge, None).verify_buses(3, 3);
+        assert_eq!(one.emit(true).unwrap()[1], 0x0000_0000_0008_0303);
     }
 
     // VT-d 6.5.2.7: index-selective IEC invalidation of 4 entries (IM = 2) at index 0x40:

@@ -27,7 +27,7 @@
 //! let vectors = VectorDomain::new(4);
 //! let table = vectors.table();
 //! let root = sys.add_domain(Box::new(vectors), None)?;
-//! let dev = sys.add_device("nic", DeviceMeta { requester_id: Some(0x0100) });
+//! let dev = sys.add_device("nic", DeviceMeta::requester(0x0100));
 //! sys.create_device_domain(dev, SlotId::Default, Box::new(MemStore::new(StoreCaps::dynamic(4))), root)?;
 //! let irq = sys.alloc_at(dev, SlotId::Default, 0, &AllocOpts::default())?;
 //!

@@ -5,7 +5,8 @@
 //! 1. `alloc` takes handles in the remap table: one per irq, or one aligned power-of-two block
 //!    for multi-message MSI (the device adds its index to the subhandle).
 //! 2. `activate` reads its parent's compatibility message (vector, destination, trigger),
-//!    writes a present IRTE with the device's requester id as source check, invalidates the
+//!    writes a present IRTE with the device's requester id as source check (or its bus range,
+//!    SVT = 10, when the device sits behind a PCIe-to-PCI bridge), invalidates the
 //!    interrupt entry cache for that index, and composes the remappable-format message.
 //! 3. `set_affinity` rewrites the IRTE in place from the parent's new message and invalidates:
 //!    the device's message does not change, so a device never sees a torn update.
@@ -32,7 +33,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use genmsi::range::RangeAllocator;
 use genmsi::{
-    AllocRequest, Composed, CpuMask, Domain, Error, GraceClock, Irq, Msg, Quarantine, Result,
+    AllocRequest, BusRange, Composed, CpuMask, Domain, Error, GraceClock, Irq, Msg, Quarantine,
+    Result,
 };
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicU64, Ordering};
@@ -153,7 +155,10 @@ struct IrData {
     subhandle: u16,
     /// First entry and size of the block this irq's handles came in.
     block: (u32, u32),
+    /// The source check: the requester id, or the bus range when the device's writes may
+    /// carry any id on it (behind a PCIe-to-PCI bridge).
     sid: Option<u16>,
+    buses: Option<BusRange>,
     level: bool,
     active: bool,
 }
@@ -303,6 +308,9 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> IrDomain<T, I> {
             Trigger::from_bit(d.level || c.trigger.is_level()),
             d.sid,
         );
+        if let Some(b) = d.buses {
+            e = e.verify_buses(b.first, b.last);
+        }
         e.delivery = c.delivery;
         e.dest_mode = c.dest_mode;
         e.redirection_hint = c.redirection_hint;
@@ -356,6 +364,7 @@ impl<T: IrteTable + 'static, I: Invalidate + 'static> Domain for IrDomain<T, I> 
                     subhandle,
                     block,
                     sid: req.meta.requester_id,
+                    buses: req.meta.requester_buses,
                     level: r.level,
                     active: false,
                 },

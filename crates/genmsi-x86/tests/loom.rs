@@ -131,9 +131,7 @@ impl Machine {
 
     /// A device with requester id `rid` and a store, no irq yet.
     fn bare_device(&self, name: &str, rid: u16, caps: StoreCaps) -> DeviceId {
-        let meta = DeviceMeta {
-            requester_id: Some(rid),
-        };
+        let meta = DeviceMeta::requester(rid);
         let dev = self.sys.add_device(name, meta);
         self.sys
             .create_device_domain(dev, SlotId::Default, Box::new(Wire::new(caps)), self.top)

@@ -106,12 +106,7 @@ fn a_failed_invalidation_leaves_no_present_entry() {
             Some(v),
         )
         .unwrap();
-    let dev = sys.add_device(
-        "d",
-        DeviceMeta {
-            requester_id: Some(0x100),
-        },
-    );
+    let dev = sys.add_device("d", DeviceMeta::requester(0x100));
     sys.create_device_domain(dev, D, Box::new(MemStore::new(StoreCaps::dynamic(8))), ir)
         .unwrap();
     assert_eq!(
@@ -228,12 +223,7 @@ fn a_freed_index_of_a_range_returns_its_irte_after_its_grace() {
     let (sys, v) = direct(2);
     let ir = IrDomain::new(SharedIrteTable::new(8), Done, false);
     let ir = sys.add_domain(Box::new(ir), Some(v)).unwrap();
-    let dev = sys.add_device(
-        "nic",
-        DeviceMeta {
-            requester_id: Some(0x0100),
-        },
-    );
+    let dev = sys.add_device("nic", DeviceMeta::requester(0x0100));
     let store = MemStore::new(StoreCaps::dynamic(8));
     sys.create_device_domain(dev, D, Box::new(store), ir)
         .unwrap();

@@ -184,12 +184,7 @@ fn x2apic_destinations_need_extended_interrupt_mode() {
             Some(root),
         )
         .unwrap();
-    let dev = sys.add_device(
-        "d",
-        genmsi::DeviceMeta {
-            requester_id: Some(8),
-        },
-    );
+    let dev = sys.add_device("d", genmsi::DeviceMeta::requester(8));
     sys.create_device_domain(dev, D, Box::new(genmsi::soft::MemStore::new(msix(2))), ir)
         .unwrap();
     let irq = sys
@@ -248,12 +243,9 @@ fn ioapic_level_pin_through_remapping() {
     )));
     let mut store = IoApicStore::new(model.clone());
     store.set_pin(20, PinConfig::LEVEL_LOW).unwrap();
-    let ioapic = m.sys.add_device(
-        "ioapic",
-        genmsi::DeviceMeta {
-            requester_id: Some(0xF0F8),
-        },
-    );
+    let ioapic = m
+        .sys
+        .add_device("ioapic", genmsi::DeviceMeta::requester(0xF0F8));
     m.sys
         .create_device_domain(ioapic, D, Box::new(store), m.ir)
         .unwrap();

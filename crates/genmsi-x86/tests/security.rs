@@ -5,9 +5,11 @@
 mod common;
 
 use common::{msix, Arrival, X86};
-use genmsi::{AllocOpts, CpuMask, DeviceId, Error, Irq, Msg, SlotId, StoreCaps};
-use genmsi_x86::msi::{CompatMsi, RemappableMsi};
-use genmsi_x86::{FaultReason, IrUnit, Vector};
+use genmsi::{
+    AllocOpts, BusRange, CpuMask, DeviceId, DeviceMeta, Error, Irq, Msg, SlotId, StoreCaps,
+};
+use genmsi_x86::msi::{CompatMsi, MsiFormat, RemappableMsi};
+use genmsi_x86::{FaultReason, IrUnit, IrteTable, Vector};
 
 const D: SlotId = SlotId::Default;
 const A: u16 = 0x0100;
@@ -190,4 +192,56 @@ fn exhaustion_fails_for_the_requester_only() {
         Err(Error::StoreFull { limit: 2 })
     );
     assert!(m.sys.alloc_any(b, D, &AllocOpts::default()).is_ok());
+}
+
+/// A device behind a PCIe-to-PCI bridge (secondary bus 1) and a conventional bridge (bus 2),
+/// at 02:03.0: its writes carry the bridge's alias 01:00.0 (or its own id where the bridge
+/// passes it through), so its entries verify the bus range 1..=2 (SVT = 10, SID 0x0102). A
+/// device on bus 0 beside the bridge, or on bus 3, cannot use them (fault 0x26); any function
+/// in the range can (that is all bus verification tells apart). The bus-0 device's own
+/// entries verify its requester id, which the bridged device's ids do not pass.
+#[test]
+fn a_bus_range_entry_admits_its_buses_only() {
+    const ALIAS: u16 = 0x0100;
+    const OWN: u16 = 0x0218;
+    const BUS0: u16 = 0x0028;
+    let mut m = machine(2, 64);
+    let meta = DeviceMeta {
+        requester_id: Some(ALIAS),
+        requester_buses: Some(BusRange { first: 1, last: 2 }),
+    };
+    let bridged = m.device_with("bridged", meta, msix(4), m.ir);
+    let beside = m.device("beside", BUS0, msix(4), m.ir);
+    let irq = m
+        .sys
+        .alloc_at(bridged, D, 0, &AllocOpts::default())
+        .unwrap();
+    let other = m.sys.alloc_at(beside, D, 0, &AllocOpts::default()).unwrap();
+    let msg = msg_of(&m, bridged, 0);
+    let Ok(MsiFormat::Remappable(r)) = MsiFormat::parse(&msg) else {
+        panic!("{msg:?} is not remappable")
+    };
+    // VT-d 9.10: SID 0x0102 (start bus 1, end bus 2) in bits 79:64, SQ 00, SVT 10 in 83:82.
+    assert_eq!(m.irt.read(r.index())[1], 0x0008_0102);
+    for rid in [ALIAS, OWN, 0x01F8, 0x0200] {
+        let arrival = m.write(&msg, rid);
+        assert_eq!(landed(&m, &arrival), Some(irq), "from {rid:#06x}");
+    }
+    assert_eq!(FaultReason::SourceId.code(), 0x26);
+    for rid in [BUS0, 0x00FF, 0x0300, 0xFF00] {
+        assert_eq!(
+            m.write(&msg, rid),
+            Arrival::Blocked(FaultReason::SourceId),
+            "from {rid:#06x}"
+        );
+    }
+    let arrival = m.write(&msg_of(&m, beside, 0), BUS0);
+    assert_eq!(landed(&m, &arrival), Some(other));
+    for rid in [ALIAS, OWN] {
+        assert_eq!(
+            m.write(&msg_of(&m, beside, 0), rid),
+            Arrival::Blocked(FaultReason::SourceId),
+            "the bus-0 entry from {rid:#06x}"
+        );
+    }
 }

@@ -101,12 +101,7 @@ fn main() -> Result<(), genmsi::Error> {
     // A system of 4 CPUs with room for 1,024 irqs; the root hands out 200 "vectors" per CPU.
     let sys: IrqSystem = IrqSystem::new(SystemConfig::new(4, 1024));
     let root = sys.add_domain(Box::new(SoftRoot::new(4, 200)), None)?;
-    let dev = sys.add_device(
-        "accel",
-        DeviceMeta {
-            requester_id: Some(0x0300),
-        },
-    );
+    let dev = sys.add_device("accel", DeviceMeta::requester(0x0300));
     sys.create_device_domain(dev, SlotId::Secondary, Box::new(QueueStore::new(64)), root)?;
 
     // Three queues are created: each takes any free context, tagged with its queue id.

@@ -32,6 +32,36 @@ pub struct DeviceMeta {
     /// The requester id (bus/device/function, or an alias) the device's message writes carry,
     /// used by an interrupt-remapping domain to program its source check.
     pub requester_id: Option<u16>,
+    /// When set, the writes may carry any requester id on these buses (a device behind a
+    /// PCIe-to-PCI bridge, which may tag its writes with the bridge's alias or pass its own id
+    /// through), so a remapping domain verifies the bus range instead of `requester_id`.
+    pub requester_buses: Option<BusRange>,
+}
+
+impl DeviceMeta {
+    /// A device whose writes carry exactly `requester_id`.
+    pub const fn requester(requester_id: u16) -> Self {
+        DeviceMeta {
+            requester_id: Some(requester_id),
+            requester_buses: None,
+        }
+    }
+}
+
+/// An inclusive range of bus numbers, `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BusRange {
+    /// The first bus.
+    pub first: u8,
+    /// The last bus (not below `first` for a non-empty range).
+    pub last: u8,
+}
+
+impl BusRange {
+    /// True when `bus` is in the range.
+    pub const fn contains(&self, bus: u8) -> bool {
+        self.first <= bus && bus <= self.last
+    }
 }
 
 /// One irq of an allocation request.

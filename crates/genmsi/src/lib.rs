@@ -51,7 +51,7 @@
 //!
 //! let sys: IrqSystem = IrqSystem::new(SystemConfig::new(4, 1024));
 //! let root = sys.add_domain(Box::new(SoftRoot::new(4, 200)), None)?;
-//! let dev = sys.add_device("nic", DeviceMeta { requester_id: Some(0x0100) });
+//! let dev = sys.add_device("nic", DeviceMeta::requester(0x0100));
 //! let store = MemStore::new(StoreCaps::dynamic(8));
 //! sys.create_device_domain(dev, SlotId::Default, Box::new(store), root)?;
 //!
@@ -95,7 +95,7 @@ mod walk;
 
 pub use cpumask::{CpuMask, MAX_CPUS};
 pub use device::{DeviceId, MsiDesc, SlotId};
-pub use domain::{AllocRequest, Composed, DeviceMeta, Domain, DomainId, IrqRequest};
+pub use domain::{AllocRequest, BusRange, Composed, DeviceMeta, Domain, DomainId, IrqRequest};
 pub use error::{Error, Result, Unsupported};
 pub use grace::{GraceClock, Quarantine};
 pub use irq::Irq;

@@ -265,7 +265,7 @@ proptest! {
     fn entry_points_take_any_argument(calls in proptest::collection::vec(call(), 1..40)) {
         let sys: IrqSystem = IrqSystem::new(SystemConfig::new(4, 64));
         let root = sys.add_domain(Box::new(SoftRoot::new(4, 8)), None).unwrap();
-        let dev = sys.add_device("dev", DeviceMeta { requester_id: Some(0x10) });
+        let dev = sys.add_device("dev", DeviceMeta::requester(0x10));
         let caps = StoreCaps { any_index: true, ..StoreCaps::dynamic(48) };
         sys.create_device_domain(dev, D, Box::new(MemStore::new(caps)), root).unwrap();
         for call in &calls {

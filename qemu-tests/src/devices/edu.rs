@@ -24,7 +24,7 @@ pub struct Edu {
 }
 
 impl Edu {
-    /// The `nth` edu device on bus 0, with memory decoding and bus mastering enabled.
+    /// The `nth` edu device anywhere in the hierarchy, with memory decoding and bus mastering enabled.
     pub fn find(nth: usize) -> Option<Edu> {
         let f = pci::find(VENDOR, DEVICE, nth)?;
         let regs = f.memory_bar(0)?;

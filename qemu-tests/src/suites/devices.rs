@@ -149,7 +149,10 @@ fn ioapic_intx() {
     };
     EDU_INTX.call_once(|| edu);
     cpu::set_vector_handler(INTX_VECTOR, intx_handler);
-    let gsi = 20 + u32::from(edu.pci.device % 4);
+    let Some(gsi) = crate::suites::ioapic::gsi_of(edu.pci) else {
+        check!("devices: the second edu has an interrupt pin", false);
+        return;
+    };
     let ioapic = IoApic::new();
     // Vector, fixed, physical, active low (bit 13), level (bit 15), destination APIC 0.
     let rte = u64::from(INTX_VECTOR) | (1 << 13) | (1 << 15);

@@ -6,6 +6,7 @@ use crate::{check, platform, time};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU32, Ordering};
 use genmsi::{AllocOpts, DeviceId, DeviceMeta, HandlerId, Irq, SlotId};
+use genmsi_pci::{intx_path, IntxPin};
 use genmsi_x86::{IoApicStore, PinConfig, Trigger};
 
 /// The requester id QEMU's q35 IO-APIC uses for its interrupt writes (bus 0xff, devfn 0).
@@ -47,7 +48,10 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
         return None;
     };
     let edu = *DEVICE.call_once(|| edu);
-    let gsi = 20 + u32::from(edu.pci.device % 4);
+    let Some(gsi) = gsi_of(edu.pci) else {
+        check!("ioapic: the edu device has an interrupt pin", false);
+        return None;
+    };
     let mut store = IoApicStore::new(IoApic::new());
     let level_low = PinConfig {
         trigger: Trigger::Level,
@@ -56,12 +60,9 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
     store
         .set_pin(gsi, level_low)
         .expect("q35 IO-APIC has 24 pins");
-    let dev = p.sys.add_device(
-        "ioapic",
-        DeviceMeta {
-            requester_id: Some(IOAPIC_REQUESTER_ID),
-        },
-    );
+    let dev = p
+        .sys
+        .add_device("ioapic", DeviceMeta::requester(IOAPIC_REQUESTER_ID));
     p.sys
         .create_device_domain(dev, SlotId::Default, Box::new(store), p.parent())
         .expect("device domain");
@@ -143,4 +144,24 @@ pub fn run(p: &platform::Platform, tag: &str) -> Option<Pin> {
         edu,
         handler,
     })
+}
+
+/// The IO-APIC pin `f`'s INTx line reaches: its Interrupt Pin swizzled through every bridge
+/// above it to a slot on bus 0 (`genmsi-pci`'s topology walk over the enumerated bridges),
+/// then q35's routing of that slot (below 0x18) and pin to PIRQ E-H, GSI 20 + (slot + pin) % 4
+/// (pin 0 = INTA#).
+pub fn gsi_of(f: crate::pci::PciFunction) -> Option<u32> {
+    let pin = IntxPin::from_register(f.read8(genmsi_pci::config::header::INTERRUPT_PIN))
+        .ok()
+        .flatten()?;
+    let at = crate::pcidev::address(f);
+    let path = intx_path(crate::pcidev::bridges(), at).ok()?;
+    let root_pin = path.pin(pin);
+    let gsi = 20 + (u32::from(path.root.device()) + u32::from(root_pin.register() - 1)) % 4;
+    crate::println!(
+        "ioapic: {at} INT{:?} arrives at {} as INT{root_pin:?}: GSI {gsi}",
+        pin,
+        path.root
+    );
+    Some(gsi)
 }

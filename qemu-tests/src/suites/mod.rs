@@ -33,6 +33,12 @@ pub fn run(args: &Args) {
             }
         }
         "vtd" => vtd::run(args),
+        "vtd-bridge" => {
+            vtd::run(args);
+            if let Some(p) = crate::platform::get().filter(|p| p.remap.is_some()) {
+                msi::run(p);
+            }
+        }
         "vtd-pair" => {
             if let Some(p) = remapped() {
                 vtd_pair::run(p, args);
@@ -47,6 +53,21 @@ pub fn run(args: &Args) {
         "smp-vtd" => {
             if let Some(p) = remapped() {
                 smp_msix::run(p);
+            }
+        }
+        "smp-offline-vtd" => {
+            if let Some(p) = remapped() {
+                smp_msix::run(p);
+                offline::run(p);
+                let ids = crate::acpi::apic_ids().unwrap_or_default();
+                let (passed, failed, _) = crate::serial::totals();
+                crate::println!(
+                    "x2apic summary: {} CPUs, APIC ids {:?} ({} above 255), x2APIC {}, remapped destinations in IRTE bits 63:32; {passed} checks passed, {failed} failed",
+                    ids.len(),
+                    ids,
+                    ids.iter().filter(|&&id| id > 255).count(),
+                    crate::lapic::x2apic()
+                );
             }
         }
         "smp" => {

@@ -16,7 +16,7 @@ pub fn run(p: &platform::Platform) {
         check!("msi: an edu device", false);
         return;
     };
-    let dev = pcidev::register(&p.sys, "edu", edu.pci, pcidev::address(edu.pci));
+    let dev = pcidev::register(&p.sys, "edu", edu.pci);
     let vectors = pci_alloc_irq_vectors(
         &p.sys,
         &dev,
@@ -51,6 +51,24 @@ pub fn run(p: &platform::Platform) {
         desc.msg
     );
 
+    if p.remap.is_some() {
+        let entry = crate::suites::vtd_msix::irte(p, irq);
+        if let Some((index, e)) = entry {
+            crate::println!(
+                "msi: edu {} MSI: IRTE {index}, SVT={:?} SQ={} SID={:#06x}",
+                pcidev::address(edu.pci),
+                e.svt,
+                e.sq,
+                e.sid
+            );
+        }
+        check!(
+            "msi: under VT-d, edu's IRTE makes the source check of its place in the topology",
+            entry.is_some_and(|(_, e)| e.present && pcidev::irte_checks(&e, edu.pci)),
+            "source check {:?}, IRTE {entry:?}",
+            pcidev::requester_check(edu.pci)
+        );
+    }
     let target = p.with_vector(|v| v.target(irq)).expect("active irq");
     let raw_before = counts::on(target.cpu, target.vector.0);
     for _ in 0..RAISES {

@@ -109,7 +109,7 @@ pub fn run_on(p: &platform::Platform, device: Option<E1000e>, tag: &str) -> Opti
         check!(&format!("msix{tag}: an e1000e device"), false);
         return None;
     };
-    let dev = pcidev::register(&p.sys, "e1000e", device.pci, pcidev::address(device.pci));
+    let dev = pcidev::register(&p.sys, "e1000e", device.pci);
     let opts = AllocOpts::default();
     let vectors =
         pci_alloc_irq_vectors(&p.sys, &dev, p.parent(), 2..=2, IrqTypes::MSIX, &opts, None);

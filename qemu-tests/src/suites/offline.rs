@@ -78,7 +78,7 @@ pub fn run(p: &platform::Platform) {
     cpu_setup(p);
     let _ = p.with_vector(|v| v.matrix_mut().reserve_system(Vector(PARK_VECTOR)));
     cpu::set_vector_handler(PARK_VECTOR, on_park_ipi);
-    let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
+    let dev = pcidev::register(&p.sys, "e1000e", nic.pci);
     let Some(vectors) = alloc_on(p, &dev, 2, ap, "offline: two e1000e MSI-X vectors") else {
         return;
     };

@@ -83,7 +83,7 @@ pub fn run(p: &platform::Platform) {
     let cpus = smp::online();
     let nr_moves = MIN_MOVES.max(cpus);
     let per_fire = u64::from(MAX_MESSAGES_PER_RAISE);
-    let dev = pcidev::register(&p.sys, "e1000e", nic.pci, pcidev::address(nic.pci));
+    let dev = pcidev::register(&p.sys, "e1000e", nic.pci);
     let Some(vectors) = alloc_on(p, &dev, 1, 0, "smp: one e1000e MSI-X vector") else {
         return;
     };

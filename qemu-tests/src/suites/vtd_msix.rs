@@ -58,22 +58,35 @@ pub fn run(p: &platform::Platform, args: &Args) {
         return;
     };
     let irq0 = nic.vectors.irqs()[0];
-    // Where enumeration found the device, not what the kernel registered it as.
-    let rid = nic.device.pci.requester_id();
+    // What the enumerated topology asks (the device's own id, a bridge's alias or a bus
+    // range), not what the kernel registered it as.
+    let at = nic.device.pci;
+    let rid = pcidev::requester_check(at);
     let live = [(0, irq0), (msix::DYNAMIC_INDEX, nic.dynamic)];
     let sourced = live.iter().all(|&(i, irq)| {
         irte(p, irq).is_some_and(|(index, e)| {
-            e.present && e.sid == rid && Some(index) == entry_handle(p, &nic.dev, i)
+            e.present && pcidev::irte_checks(&e, at) && Some(index) == entry_handle(p, &nic.dev, i)
         })
     });
+    if let Some((index, e)) = irte(p, irq0) {
+        crate::println!(
+            "vtd: e1000e {:02x}:{:02x}.{} MSI-X 0: IRTE {index}, SVT={:?} SQ={} SID={:#06x}",
+            at.bus,
+            at.device,
+            at.function,
+            e.svt,
+            e.sq,
+            e.sid
+        );
+    }
     let audit = platform::audit_since(p, mark);
     let written = live
         .iter()
         .all(|&(_, irq)| irte(p, irq).is_some_and(|(index, _)| audit.written.contains(&index)));
     check!(
-        "vtd: MSI-X entries name present IRTEs that check the e1000e's enumerated requester id, each write invalidated",
+        "vtd: MSI-X entries name present IRTEs that check the e1000e's requester id from the enumerated topology, each write invalidated",
         sourced && written && audit.ok(),
-        "requester id {rid:#06x}, IRTEs {:?}, IRTE writes {audit:?}",
+        "source check {rid:?}, IRTEs {:?}, IRTE writes {audit:?}",
         live.iter().map(|&(_, irq)| irte(p, irq)).collect::<Vec<_>>()
     );
 
@@ -149,7 +162,7 @@ fn non_present(p: &platform::Platform, nic: &Nic, args: &Args) {
     let fault = recorded.iter().any(|f| {
         f.reason == FaultReason::NotPresent.code()
             && u32::from(f.index) == index
-            && f.source_id == nic.device.pci.requester_id()
+            && f.source_id == pcidev::carried_requester_id(nic.device.pci)
     });
     args.check_from(
         (8, 0),
@@ -183,7 +196,7 @@ fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, arg
         check!("vtd: a bus 0 location no device occupies", false);
         return;
     };
-    let dev = pcidev::register(&p.sys, "e1000e (wrong requester id)", device.pci, wrong);
+    let dev = pcidev::register_as(&p.sys, "e1000e (wrong requester id)", device.pci, wrong);
     let vectors = pci_alloc_irq_vectors(
         &p.sys,
         &dev,
@@ -214,7 +227,8 @@ fn source_id(p: &platform::Platform, device: crate::devices::e1000e::E1000e, arg
         && platform::unmapped() == unmapped;
     let recorded = faults(p);
     crate::println!("vtd: faults after the wrongly sourced MSI-X message: {recorded:?}");
-    let real = device.pci.requester_id();
+    // The id the writes carry: the device's own, or its bridge's alias.
+    let real = pcidev::carried_requester_id(device.pci);
     // As above: without a recorded fault, nothing arriving does not show the message was sent.
     let fault = recorded.iter().any(|f| {
         f.reason == FaultReason::SourceId.code()

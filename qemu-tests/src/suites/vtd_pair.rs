@@ -1,18 +1,21 @@
-//! Every e1000e of the machine under VT-d remapping, wherever it sits (bus 0 or behind a PCIe
-//! root port): each runs the MSI-X checks with the requester id enumeration found for it, and
-//! a message one device sends to the other's IRTE is blocked by the source-id check.
+//! Every e1000e of the machine under VT-d remapping, wherever it sits (bus 0, behind a PCIe
+//! root port or behind a PCIe-to-PCI bridge): each runs the MSI-X checks with the source check
+//! its place in the enumerated topology asks for (its own requester id, or the bridge's bus
+//! range), and a message either device sends to the other's IRTE is blocked by that check.
 //!
 //! 1. [`msix::run_on`] for each e1000e, then: its live IRTEs check its own enumerated
 //!    requester id.
 //! 2. Spoofing: device A's MSI-X entry 0 is overwritten, behind genmsi's back, with B's
-//!    remappable message. A's raise names B's IRTE, whose SID is B's: the unit blocks it and
-//!    records fault 0x26 with A's requester id and B's IRTE index; nothing reaches B's vector.
-//! 3. A's entry is put back: both devices deliver again, each counted once.
+//!    remappable message. A's raise names B's IRTE, whose check B's writes pass and A's do
+//!    not: the unit blocks it and records fault 0x26 with the requester id A's writes carry
+//!    and B's IRTE index; nothing reaches B's vector.
+//! 3. A's entry is put back: both devices deliver again, each counted once. Then the same
+//!    with A and B swapped.
 
 use crate::devices::e1000e::E1000e;
 use crate::suites::msix::{self, Nic};
 use crate::suites::vtd_msix::{faults, irte, write_entry};
-use crate::{check, counts, platform, time, Args};
+use crate::{check, counts, pcidev, platform, time, Args};
 use alloc::format;
 use alloc::vec::Vec;
 use genmsi_x86::FaultReason;
@@ -36,20 +39,21 @@ pub fn run(p: &platform::Platform, args: &Args) {
         let Some(nic) = msix::run_on(p, Some(device), &tag) else {
             return;
         };
-        let rid = at.requester_id();
+        let rid = pcidev::requester_check(at);
         let live = [nic.vectors.irqs()[0], nic.dynamic];
         let entries: Vec<_> = live.iter().map(|&irq| irte(p, irq)).collect();
         check!(
-            &format!("vtd-pair{tag}: its IRTEs are present and check its enumerated requester id"),
+            &format!("vtd-pair{tag}: its IRTEs are present and make the source check of its place in the topology"),
             entries
                 .iter()
-                .all(|e| e.is_some_and(|(_, e)| e.present && e.sid == rid)),
-            "requester id {rid:#06x}, IRTEs {entries:?}"
+                .all(|e| e.is_some_and(|(_, e)| e.present && pcidev::irte_checks(&e, at))),
+            "source check {rid:?}, IRTEs {entries:?}"
         );
         nics.push(nic);
     }
     if let [a, b] = nics.as_slice() {
         spoof(p, a, b, args);
+        spoof(p, b, a, args);
     }
     for nic in nics {
         msix::release(p, nic, " under VT-d (pair)");
@@ -82,7 +86,11 @@ fn spoof(p: &platform::Platform, a: &Nic, b: &Nic, args: &Args) {
         && platform::unmapped() == unmapped;
     let recorded = faults(p);
     crate::println!("vtd-pair: faults after A sent B's message: {recorded:?}");
-    let (a_rid, b_rid) = (a.device.pci.requester_id(), b.device.pci.requester_id());
+    // The ids the writes carry (a bridged device's are its bridge's alias).
+    let (a_rid, b_rid) = (
+        pcidev::carried_requester_id(a.device.pci),
+        pcidev::carried_requester_id(b.device.pci),
+    );
     let fault = recorded.iter().any(|f| {
         f.reason == FaultReason::SourceId.code()
             && f.source_id == a_rid
@@ -106,7 +114,7 @@ fn spoof(p: &platform::Platform, a: &Nic, b: &Nic, args: &Args) {
         msix::fire(p, &b.device, 0, b0),
     ];
     check!(
-        "vtd-pair: after the blocked spoof both devices still deliver, each counted once",
+        &format!("vtd-pair: after {a_rid:#06x}'s blocked spoof both devices still deliver, each counted once"),
         fired.iter().all(msix::Fired::ok) && (a_entries[0] == msix::table(p, &a.dev).1[0]),
         "fired (A, B) {fired:?}"
     );

@@ -84,12 +84,18 @@ impl X86 {
     }
 
     pub fn device(&self, name: &str, rid: u16, caps: StoreCaps, parent: DomainId) -> DeviceId {
-        let dev = self.sys.add_device(
-            name,
-            DeviceMeta {
-                requester_id: Some(rid),
-            },
-        );
+        self.device_with(name, DeviceMeta::requester(rid), caps, parent)
+    }
+
+    /// A device whose source check is `meta` (a requester id, or a bus range).
+    pub fn device_with(
+        &self,
+        name: &str,
+        meta: DeviceMeta,
+        caps: StoreCaps,
+        parent: DomainId,
+    ) -> DeviceId {
+        let dev = self.sys.add_device(name, meta);
         self.sys
             .create_device_domain(dev, SlotId::Default, Box::new(MemStore::new(caps)), parent)
             .unwrap();

@@ -38,12 +38,7 @@ impl Machine {
     }
 
     pub fn device(&self, name: &str, caps: StoreCaps, parent: DomainId) -> DeviceId {
-        let dev = self.sys.add_device(
-            name,
-            DeviceMeta {
-                requester_id: Some(0x10),
-            },
-        );
+        let dev = self.sys.add_device(name, DeviceMeta::requester(0x10));
         self.sys
             .create_device_domain(dev, SlotId::Default, Box::new(MemStore::new(caps)), parent)
             .unwrap();
