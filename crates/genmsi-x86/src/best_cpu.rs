@@ -463,3 +463,84 @@ impl CpuIndex {
         Ok(())
     }
 }
+
+/// Above the most managed vectors a CPU can have allocated (its 256 vectors).
+const MANAGED_TOP: u32 = 257;
+
+/// Where the next managed vector goes: Linux's choice (`matrix_find_best_cpu_managed`), the
+/// *last* online CPU of the mask with the fewest managed vectors allocated, among those with a
+/// reserved one left, found from one packed count per CPU instead of the CPUs' records.
+///
+/// Each CPU's key is `MANAGED_TOP - managed_allocated` while it is online with a spare
+/// reservation, 0 otherwise: the pick is the last CPU with the largest key. Ranges (a node, the
+/// machine) ask a [`CpuIndex`] that holds CPU `c` at position `nr - 1 - c`, so that its "lowest
+/// position with the largest key" is that last CPU; listed and bitmap masks scan the packed keys
+/// of their CPUs, branch-free.
+#[derive(Clone, Debug)]
+pub(crate) struct ManagedIndex {
+    keys: Vec<u16>,
+    index: CpuIndex,
+}
+
+impl ManagedIndex {
+    /// `nr` CPUs, none with a spare reservation.
+    pub(crate) fn new(nr: usize) -> Self {
+        ManagedIndex {
+            keys: vec![0; nr],
+            index: CpuIndex::new(nr, MANAGED_TOP),
+        }
+    }
+
+    /// The key of a CPU with these counts.
+    pub(crate) fn key(online: bool, reserved: u32, allocated: u32) -> u16 {
+        if online && reserved > allocated {
+            (MANAGED_TOP - allocated) as u16
+        } else {
+            0
+        }
+    }
+
+    /// Sets the key of `cpu` (below `nr`).
+    #[inline]
+    pub(crate) fn set(&mut self, cpu: u32, key: u16) {
+        let slot = &mut self.keys[cpu as usize];
+        if *slot != key {
+            *slot = key;
+            self.index.mark((self.keys.len() - 1) as u32 - cpu);
+        }
+    }
+
+    /// The CPU of `mask` whose managed vector goes next.
+    pub(crate) fn best(&mut self, mask: &CpuMask) -> Option<u32> {
+        let last = self.keys.len().checked_sub(1)? as u32;
+        let keys = &self.keys;
+        if let Some((lo, hi)) = mask.as_range() {
+            let hi = hi.min(last);
+            if lo > hi {
+                return None;
+            }
+            let reversed = CpuMask::range(last - hi, last - lo);
+            let key = |p: u32| i32::from(keys[(last - p) as usize]);
+            return self.index.best(&reversed, key).map(|p| last - p);
+        }
+        let (mut best, mut best_key) = (0, 0);
+        for cpu in mask.iter().take_while(|&c| c <= last) {
+            let key = keys[cpu as usize];
+            // A select, as in [`Best::offer`]; `>=`: the last CPU wins a tie.
+            let take = key >= best_key && key > 0;
+            best_key = if take { key } else { best_key };
+            best = if take { cpu } else { best };
+        }
+        (best_key > 0).then_some(best)
+    }
+
+    /// Checks the packed keys against `key(cpu)` and the index against the packed keys.
+    pub(crate) fn check(&self, key: impl Fn(u32) -> u16) -> Result<(), &'static str> {
+        if (0..self.keys.len() as u32).any(|c| self.keys[c as usize] != key(c)) {
+            return Err("managed key differs from the CPU's counts");
+        }
+        let last = self.keys.len().saturating_sub(1) as u32;
+        self.index
+            .check(|p| i32::from(self.keys[(last - p) as usize]))
+    }
+}
