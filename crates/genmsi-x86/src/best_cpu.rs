@@ -464,6 +464,27 @@ impl CpuIndex {
     }
 }
 
+/// The running answer of a managed scan: the last CPU with the largest positive key.
+#[derive(Clone, Copy, Default)]
+struct LastFewest {
+    cpu: u32,
+    key: u16,
+}
+
+impl LastFewest {
+    /// A select, as in [`Best::offer`]; `>=`: the last CPU wins a tie.
+    #[inline(always)]
+    fn offer(&mut self, cpu: u32, key: u16) {
+        let take = key >= self.key && key > 0;
+        self.key = if take { key } else { self.key };
+        self.cpu = if take { cpu } else { self.cpu };
+    }
+
+    fn get(self) -> Option<u32> {
+        (self.key > 0).then_some(self.cpu)
+    }
+}
+
 /// Above the most managed vectors a CPU can have allocated (its 256 vectors).
 const MANAGED_TOP: u32 = 257;
 
@@ -523,15 +544,25 @@ impl ManagedIndex {
             let key = |p: u32| i32::from(keys[(last - p) as usize]);
             return self.index.best(&reversed, key).map(|p| last - p);
         }
-        let (mut best, mut best_key) = (0, 0);
-        for cpu in mask.iter().take_while(|&c| c <= last) {
-            let key = keys[cpu as usize];
-            // A select, as in [`Best::offer`]; `>=`: the last CPU wins a tie.
-            let take = key >= best_key && key > 0;
-            best_key = if take { key } else { best_key };
-            best = if take { cpu } else { best };
+        let mut best = LastFewest::default();
+        if let Some(cpus) = mask.as_list() {
+            for &cpu in cpus.iter().take_while(|&&c| u32::from(c) <= last) {
+                best.offer(u32::from(cpu), keys[usize::from(cpu)]);
+            }
+        } else if let Some(words) = mask.as_words() {
+            for (w, &word) in words.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let cpu = w as u32 * 64 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    if cpu > last {
+                        return best.get();
+                    }
+                    best.offer(cpu, keys[cpu as usize]);
+                }
+            }
         }
-        (best_key > 0).then_some(best)
+        best.get()
     }
 
     /// Checks the packed keys against `key(cpu)` and the index against the packed keys.

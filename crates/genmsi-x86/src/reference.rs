@@ -105,11 +105,22 @@ fn find_next_bit(map: &[u64], nbits: usize, start: usize) -> usize {
     (i * 64 + word.trailing_zeros() as usize).min(nbits)
 }
 
-/// Linux's `find_next_zero_bit` over a vector bitmap.
+/// Linux's `find_next_zero_bit` over a vector bitmap: word by word, as `find_next_bit` over the
+/// inverted words.
 fn find_next_zero_bit(map: &VectorMap, nbits: usize, start: usize) -> usize {
-    (start..nbits)
-        .find(|&b| map[b / 64] & (1 << (b % 64)) == 0)
-        .unwrap_or(nbits)
+    if start >= nbits {
+        return nbits;
+    }
+    let mut i = start / 64;
+    let mut word = !map[i] & (!0u64 << (start % 64));
+    while word == 0 {
+        i += 1;
+        if i * 64 >= nbits {
+            return nbits;
+        }
+        word = !map[i];
+    }
+    (i * 64 + word.trailing_zeros() as usize).min(nbits)
 }
 
 /// `find_first_bit` over a vector bitmap.
@@ -584,6 +595,10 @@ mod tests {
         assert!(Cpumask::new(&CpuMask::single(130), 130).is_empty());
         assert_eq!(find_next_bit(&[0, 0, 1], 129, 0), 128);
         assert_eq!(find_next_bit(&[0, 0, 2], 129, 0), 129, "past nr_cpu_ids");
+        let full = [!0, !0, !0 ^ 1 << 5, !0];
+        assert_eq!(find_next_zero_bit(&full, 256, 3), 133);
+        assert_eq!(find_next_zero_bit(&full, 133, 3), 133);
+        assert_eq!(find_next_zero_bit(&[!0; 4], 236, 32), 236);
     }
 
     /// Worked from `irq_matrix_alloc_managed`: the last CPU with the fewest allocated, by
