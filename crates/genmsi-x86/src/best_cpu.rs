@@ -65,6 +65,10 @@ pub(crate) struct CpuIndex {
     levels: Vec<Level>,
     /// The highest level with a CPU in it (0 when none).
     top: usize,
+    /// The last irregular mask asked about (a clone: its bitmap cannot be freed and another
+    /// mask take its address while held) and a level no CPU of it is above: the answer's key,
+    /// raised by every key that has grown since.
+    hint: Option<(CpuMask, usize)>,
 }
 
 impl fmt::Debug for CpuIndex {
@@ -166,6 +170,7 @@ impl CpuIndex {
             tree: vec![-1; 2 * size],
             levels: vec![Level::default(); max_key as usize + 1],
             top: 0,
+            hint: None,
         }
     }
 
@@ -216,6 +221,11 @@ impl CpuIndex {
             self.queued[cpu as usize] &= !IN_LEVEL_QUEUE;
             let (c, new) = (cpu as usize, key(cpu));
             let old = self.level_key[c];
+            if new > old {
+                if let Some((_, bound)) = &mut self.hint {
+                    *bound = (*bound).max(new as usize);
+                }
+            }
             if old != new {
                 self.leave(c, old);
                 self.enter(c, new);
@@ -286,10 +296,22 @@ impl CpuIndex {
                 return best_of_few(mask.as_list().unwrap_or_default(), self.nr, &key);
             }
             None => {
-                let words = mask.as_words()?;
-                let words = &words[..words.len().min(self.nr.div_ceil(64))];
+                let all = mask.as_words()?;
+                let words = &all[..all.len().min(self.nr.div_ceil(64))];
                 self.flush_levels(&key);
-                return self.best_in_words(words);
+                let same =
+                    |(m, _): &(CpuMask, usize)| m.as_words().is_some_and(|w| core::ptr::eq(w, all));
+                let from = match &self.hint {
+                    Some(hint) if same(hint) => hint.1.min(self.top),
+                    _ => self.top,
+                };
+                let best = self.best_in_words(words, from);
+                let bound = best.map_or(0, |cpu| self.level_key[cpu as usize].max(0) as usize);
+                match &mut self.hint {
+                    Some(hint) if same(hint) => hint.1 = bound,
+                    hint => *hint = Some((mask.clone(), bound)),
+                }
+                return best;
             }
         };
         best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
@@ -354,17 +376,19 @@ impl CpuIndex {
     }
 
     /// The lowest CPU of an irregular mask (as words, within the machine) with the largest
-    /// positive key.
-    fn best_in_words(&self, mask: &[u64]) -> Option<u32> {
+    /// positive key, no CPU of the mask having a key above level `from`. The level walk may
+    /// look at an eighth as many words as the mask has CPUs before it gives up for a scan, so
+    /// that a mask whose CPUs sit below many levels of other CPUs costs at most a little more
+    /// than the scan would have.
+    fn best_in_words(&self, mask: &[u64], from: usize) -> Option<u32> {
         let (few, weight) = few_words(mask);
-        // A level word costs about what two CPUs of a scan cost.
-        let mut budget = weight / 2 + 8;
+        let mut budget = weight / 8 + 4;
         let mut spend = || {
             budget = budget.checked_sub(1)?;
             Some(())
         };
         let packed = |cpu: usize| self.level_key[cpu];
-        for level in self.levels[1..=self.top].iter().rev() {
+        for level in self.levels[1..=from].iter().rev() {
             if level.count == 0 {
                 continue;
             }
