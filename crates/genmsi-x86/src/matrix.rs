@@ -10,7 +10,9 @@
 //! big machine with a machine-wide mask). Here an index over the CPUs' available counts answers
 //! the same question without a scan, for every mask shape: a max tree for ranges (a single CPU,
 //! a node, the machine) and per-count bitmaps ANDed with the mask for irregular sets (see
-//! `best_cpu.rs`). An allocation or free updates one CPU's entry.
+//! `best_cpu.rs`). An allocation or free updates one CPU's entry. Listed masks (a few scattered
+//! CPUs, one per node) are scanned, as Linux does, but over the list, not a bitmap of every
+//! CPU.
 //!
 //! The matrix also does what the x86 vector code needs around allocation:
 //! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
@@ -22,11 +24,14 @@
 //! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
 //!   CPU of a mask, offline ones included (x86 reserves on the whole affinity); only
 //!   [`VectorMatrix::alloc_managed`] takes it and only [`VectorMatrix::remove_managed`] gives it
-//!   back. The counts stay exact on offline CPUs too: a CPU's available vectors are always its
+//!   back. The managed vector goes where Linux puts it, the last online CPU of the mask with
+//!   the fewest managed vectors allocated, found from one packed count per CPU (a second index,
+//!   see `best_cpu.rs`), among the CPUs with a reserved vector left: where Linux's pick has
+//!   none Linux fails, here the next CPU by the same rule is taken. The counts stay exact on offline CPUs too: a CPU's available vectors are always its
 //!   free ones. Linux adjusts `available` for online CPUs only and does not recount it when the
 //!   CPU comes back, so there a reservation made or removed while a CPU was offline leaves that
-//!   CPU's count one off (the reference, [`LinuxMatrix`](crate::reference::LinuxMatrix), does
-//!   the same, and `tests/balance.rs` follows the difference);
+//!   CPU's count one off (the reference, [`LinuxMatrix`](crate::reference::LinuxMatrix), a port
+//!   of Linux's `matrix.c`, does the same, and `tests/balance.rs` follows the difference);
 //! - **CPU offline/online**: an offline CPU is never chosen and its available vectors leave the
 //!   global total.
 
@@ -396,7 +401,9 @@ impl Vectors {
         }
         let online = self.cpus[cpu as usize].online;
         let c = &mut self.cpus[cpu as usize];
-        if !c.alloc.contains(v.0) || self.managed[cpu as usize].contains(v.0) != managed {
+        // A CPU without managed reservations (most) has no managed vector: its set is not read.
+        let is_managed = c.managed_reserved > 0 && self.managed[cpu as usize].contains(v.0);
+        if !c.alloc.contains(v.0) || is_managed != managed {
             return Err(MatrixError::NotAllocated { cpu, vector: v });
         }
         c.alloc.remove(v.0);
@@ -546,9 +553,6 @@ impl Vectors {
 #[derive(Clone, Debug)]
 pub struct VectorMatrix {
     v: Vectors,
-    /// Per CPU, the key the index keeps ([`VectorMatrix::key`]), packed: a scan of a listed
-    /// mask reads two bytes per CPU, not the CPU's record.
-    keys: Vec<i16>,
     index: CpuIndex,
     /// Built at the first managed reservation.
     managed_index: Option<ManagedIndex>,
@@ -582,7 +586,6 @@ impl VectorMatrix {
         let v = Vectors::new(nr_cpus, cfg);
         let max_key = v.cpus.first().map_or(0, |c| c.available);
         VectorMatrix {
-            keys: alloc::vec![max_key as i16; nr_cpus as usize],
             index: CpuIndex::new(nr_cpus as usize, max_key),
             managed_index: None,
             v,
@@ -600,7 +603,6 @@ impl VectorMatrix {
     }
 
     fn update(&mut self, cpu: u32) {
-        self.keys[cpu as usize] = Self::key(&self.v.cpus, cpu) as i16;
         self.index.mark(cpu);
     }
 
@@ -624,8 +626,8 @@ impl VectorMatrix {
             // CPUs the mask lists (an SMT sibling pair, one CPU per node: at most
             // `CpuMask::LIST`): Linux's scan of them costs less than bringing the index up to
             // date would, and the list spares it the bitmap walk.
-            let keys = &self.keys;
-            return best_cpu::best_of_few(cpus, keys.len(), |cpu| i32::from(keys[cpu as usize]));
+            let all = &self.v.cpus;
+            return best_cpu::best_of_few(cpus, all.len(), |cpu| Self::key(all, cpu));
         }
         self.best_indexed(mask)
     }
@@ -634,8 +636,8 @@ impl VectorMatrix {
     /// the single-CPU path stays as small as Linux's.
     #[inline(never)]
     fn best_indexed(&mut self, mask: &CpuMask) -> Option<u32> {
-        let keys = &self.keys;
-        self.index.best(mask, |cpu| i32::from(keys[cpu as usize]))
+        let cpus = &self.v.cpus;
+        self.index.best(mask, |cpu| Self::key(cpus, cpu))
     }
 
     /// Allocates a vector on the online CPU of `mask` with the most available vectors.
@@ -816,16 +818,13 @@ impl VectorMatrix {
     pub fn check(&self) -> Result<(), &'static str> {
         check_vectors(&self.v)?;
         let cpus = &self.v.cpus;
-        if (0..cpus.len() as u32).any(|c| i32::from(self.keys[c as usize]) != Self::key(cpus, c)) {
-            return Err("packed key differs from the CPU's available count");
-        }
         if let Some(managed) = &self.managed_index {
             managed.check(|c| {
                 let c = &cpus[c as usize];
                 ManagedIndex::key(c.online, c.managed_reserved, c.managed_allocated)
             })?;
         }
-        self.index.check(|cpu| i32::from(self.keys[cpu as usize]))
+        self.index.check(|cpu| Self::key(cpus, cpu))
     }
 }
 
