@@ -1,10 +1,23 @@
-//! `genmsi bench matrix`: the vector matrix against the Linux scan on every mask shape a user
-//! has, in one process, on the same seeded workload.
+//! `genmsi bench matrix`: the vector matrix against Linux's (the port of `kernel/irq/matrix.c`
+//! in [`LinuxMatrix`]: masks as `nr_cpu_ids`-bit bitmaps walked CPU by CPU) on every mask shape a
+//! user has, in one process, on the same seeded workload.
 //!
 //! For each shape both allocators get a fresh machine filled to about half its vectors (a
 //! seeded quarter of the first fill freed again), the same CPUs offline, and then the same
 //! operations: rounds of steady-state steps (allocate on the mask, free the allocation made 64
-//! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again.
+//! steps earlier) and a burst of up to 10,000 allocations on the mask, freed again. Each side
+//! gets its masks in its own form, built before any timing (Linux's as bitmaps, as its callers
+//! hand them over). The shapes:
+//! - ordinary allocation on one mask (the machine, a node, a single CPU, every 2nd CPU...), and
+//!   random scattered masks of the sizes just below and just above each of `CpuMask`'s
+//!   representation thresholds at the machine's size (inline list, list, bitmap);
+//! - churn: a different random 32-CPU mask for each allocation (64 masks in turn);
+//! - managed: four managed reservations on every CPU of the mask first (not timed), then the
+//!   same steps with managed allocations and frees (a node, a random 32 CPUs, the machine).
+//!
+//! Time is the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), read at the ends of each chunk:
+//! on a machine shared with other work, the time the thread spends descheduled is not charged
+//! to whichever side happened to be running (the caches it comes back to still are).
 //!
 //! Within a round ours and Linux's run alternately, chunk by chunk (2,000 steps each), until
 //! both have run for 2 ms or one of them for 16 ms: machine noise hits both, and the cheap
@@ -17,36 +30,79 @@
 //! construction, and the figures compare only the cost of finding the CPU.
 
 use genmsi::CpuMask;
-use genmsi_x86::reference::LinuxMatrix;
+use genmsi_x86::reference::{Cpumask, LinuxMatrix};
 use genmsi_x86::{MatrixError, Vector, VectorMatrix};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The operations both allocators offer.
+/// The operations both allocators offer, each on masks in its own form ([`Matrix::Mask`]).
 trait Matrix {
-    fn alloc(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError>;
-    fn free(&mut self, cpu: u32, v: Vector) -> Result<(), MatrixError>;
+    type Mask;
+    fn prepare(&self, mask: &CpuMask) -> Self::Mask;
+    fn alloc(&mut self, mask: &Self::Mask) -> Result<(u32, Vector), MatrixError>;
+    fn alloc_managed(&mut self, mask: &Self::Mask) -> Result<(u32, Vector), MatrixError>;
+    fn reserve_managed(&mut self, mask: &Self::Mask) -> Result<(), MatrixError>;
+    fn free(&mut self, cpu: u32, v: Vector, managed: bool) -> Result<(), MatrixError>;
     fn offline(&mut self, cpu: u32) -> Result<(), MatrixError>;
 }
 
-macro_rules! impl_matrix {
-    ($t:ty) => {
-        impl Matrix for $t {
-            fn alloc(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
-                <$t>::alloc(self, mask, false)
-            }
-            fn free(&mut self, cpu: u32, v: Vector) -> Result<(), MatrixError> {
-                <$t>::free(self, cpu, v, false)
-            }
-            fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
-                <$t>::offline(self, cpu)
-            }
-        }
-    };
+impl Matrix for VectorMatrix {
+    type Mask = CpuMask;
+    fn prepare(&self, mask: &CpuMask) -> CpuMask {
+        mask.clone()
+    }
+    fn alloc(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        VectorMatrix::alloc(self, mask, false)
+    }
+    fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
+        VectorMatrix::alloc_managed(self, mask)
+    }
+    fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
+        VectorMatrix::reserve_managed(self, mask)
+    }
+    fn free(&mut self, cpu: u32, v: Vector, managed: bool) -> Result<(), MatrixError> {
+        VectorMatrix::free(self, cpu, v, managed)
+    }
+    fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        VectorMatrix::offline(self, cpu)
+    }
 }
-impl_matrix!(VectorMatrix);
-impl_matrix!(LinuxMatrix);
+
+/// Linux's bitmap, and the mask it came from (which only an error names).
+impl Matrix for LinuxMatrix {
+    type Mask = (Cpumask, CpuMask);
+    fn prepare(&self, mask: &CpuMask) -> Self::Mask {
+        (self.cpumask(mask), mask.clone())
+    }
+    fn alloc(&mut self, (bits, mask): &Self::Mask) -> Result<(u32, Vector), MatrixError> {
+        self.alloc_in(bits, false, mask)
+    }
+    fn alloc_managed(&mut self, (bits, mask): &Self::Mask) -> Result<(u32, Vector), MatrixError> {
+        self.alloc_managed_in(bits, mask)
+    }
+    fn reserve_managed(&mut self, (bits, mask): &Self::Mask) -> Result<(), MatrixError> {
+        self.reserve_managed_in(bits, mask)
+    }
+    fn free(&mut self, cpu: u32, v: Vector, managed: bool) -> Result<(), MatrixError> {
+        LinuxMatrix::free(self, cpu, v, managed)
+    }
+    fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
+        LinuxMatrix::offline(self, cpu)
+    }
+}
+
+/// The calling thread's CPU time.
+fn thread_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
 
 /// A seeded xorshift generator: the workload is the same on every run.
 struct Rng(u64);
@@ -60,8 +116,67 @@ impl Rng {
     }
 }
 
-/// The mask shapes, by name, on a machine of `cpus` CPUs, with the CPUs each takes offline.
-pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
+/// What a shape allocates on.
+pub enum Work {
+    /// Ordinary allocations on one mask.
+    Plain(CpuMask),
+    /// Ordinary allocations, each on the next of these masks.
+    Churn(Vec<CpuMask>),
+    /// Managed allocations on one mask, after four managed reservations on each of its CPUs.
+    Managed(CpuMask),
+}
+
+/// A mask shape: its name, its work and the CPUs it takes offline.
+pub struct Shape {
+    /// The name the report gives it.
+    pub name: String,
+    /// What it allocates on.
+    pub work: Work,
+    /// CPUs offline during the shape.
+    pub offline: Vec<u32>,
+}
+
+/// Managed reservations per CPU of a managed shape's mask.
+const MANAGED_RESERVED: u32 = 4;
+/// Distinct masks of the churn shape, used in turn.
+const CHURN_MASKS: usize = 64;
+
+/// `n` distinct CPUs below `cpus`, seeded.
+fn scattered(rng: &mut Rng, cpus: u32, n: u32) -> CpuMask {
+    let mut picked = std::collections::BTreeSet::new();
+    while picked.len() < n.min(cpus) as usize {
+        picked.insert((rng.next() % u64::from(cpus)) as u32);
+    }
+    CpuMask::from_cpus(picked)
+}
+
+/// The sizes of random scattered masks just below and just above each of [`CpuMask`]'s
+/// representation thresholds on a machine of `cpus` CPUs: the inline list ([`CpuMask::FEW`]),
+/// and the list against the bitmap ([`CpuMask::SMALL`] CPUs whatever their density, then up to
+/// [`CpuMask::LIST`] CPUs at fewer than 4 per word of the bitmap).
+fn boundary_sizes(cpus: u32) -> Vec<u32> {
+    let words = cpus.div_ceil(64) as usize;
+    let list_max = CpuMask::SMALL.max(CpuMask::LIST.min(4 * words - 1)) as u32;
+    let few = CpuMask::FEW as u32;
+    [few, few + 1, list_max, list_max + 1]
+        .into_iter()
+        .filter(|&n| n < cpus / 2)
+        .collect()
+}
+
+/// How a mask is kept: "range", "list" or "bitmap".
+fn representation(mask: &CpuMask) -> &'static str {
+    if mask.as_range().is_some() {
+        "range"
+    } else if mask.as_list().is_some() {
+        "list"
+    } else {
+        "bitmap"
+    }
+}
+
+/// The mask shapes on a machine of `cpus` CPUs (see the module docs).
+pub fn shapes(cpus: u32) -> Vec<Shape> {
     let node = 64.min(cpus);
     // A node in the middle of the machine, as a device's NUMA node would be.
     let first = (cpus / node / 2) * node;
@@ -74,57 +189,79 @@ pub fn shapes(cpus: u32) -> Vec<(&'static str, CpuMask, Vec<u32>)> {
         }
         picked.into_iter().collect()
     };
-    vec![
-        ("machine", CpuMask::first_n(cpus), vec![]),
-        ("node", CpuMask::range(first, first + node - 1), vec![]),
-        (
+    let node_mask = CpuMask::range(first, first + node - 1);
+    let plain = |name: &str, mask: CpuMask| Shape {
+        name: name.to_string(),
+        work: Work::Plain(mask),
+        offline: vec![],
+    };
+    let mut shapes = vec![
+        plain("machine", CpuMask::first_n(cpus)),
+        plain("node", node_mask.clone()),
+        plain(
             "two-nodes",
             CpuMask::range(first.saturating_sub(node), (first + node - 1).min(cpus - 1)),
-            vec![],
         ),
-        ("single", CpuMask::single(cpus / 2), vec![]),
-        (
-            "every-2nd",
-            CpuMask::from_cpus((0..cpus).step_by(2)),
-            vec![],
-        ),
-        (
-            "every-3rd",
-            CpuMask::from_cpus((0..cpus).step_by(3)),
-            vec![],
-        ),
-        ("random-half", half, vec![]),
+        plain("single", CpuMask::single(cpus / 2)),
+        plain("every-2nd", CpuMask::from_cpus((0..cpus).step_by(2))),
+        plain("every-3rd", CpuMask::from_cpus((0..cpus).step_by(3))),
+        plain("random-half", half),
         // A CPU and its SMT sibling (Linux numbers siblings half the machine apart), a few
         // CPUs scattered over the machine, the first CPU of every node (a housekeeping CPU
         // per node), and a node's cores with their siblings: small, sparse or split irregular
         // masks.
-        (
-            "smt-pair",
-            CpuMask::from_cpus([first, first + cpus / 2]),
-            vec![],
-        ),
-        (
+        plain("smt-pair", CpuMask::from_cpus([first, first + cpus / 2])),
+        plain(
             "scattered-4",
             CpuMask::from_cpus((0..4).map(|i| (2 * i + 1) * cpus / 8)),
-            vec![],
         ),
-        (
+        plain(
             "node-firsts",
             CpuMask::from_cpus((0..cpus).step_by(node as usize)),
-            vec![],
         ),
-        (
+        plain(
             "smt-node",
             CpuMask::from_cpus((first / 2..first / 2 + node / 2).flat_map(|c| [c, c + cpus / 2])),
-            vec![],
         ),
-        ("machine-1%-offline", CpuMask::first_n(cpus), offline),
-    ]
+        Shape {
+            name: "machine-1%-offline".to_string(),
+            work: Work::Plain(CpuMask::first_n(cpus)),
+            offline,
+        },
+    ];
+    for n in boundary_sizes(cpus) {
+        shapes.push(plain(&format!("random-{n}"), scattered(&mut rng, cpus, n)));
+    }
+    if cpus >= 64 {
+        let churn = (0..CHURN_MASKS)
+            .map(|_| scattered(&mut rng, cpus, 32))
+            .collect();
+        let managed = |name: &str, mask: CpuMask| Shape {
+            name: name.to_string(),
+            work: Work::Managed(mask),
+            offline: vec![],
+        };
+        shapes.extend([
+            Shape {
+                name: "churn-32".to_string(),
+                work: Work::Churn(churn),
+                offline: vec![],
+            },
+            managed("managed-node", node_mask),
+            managed("managed-random-32", scattered(&mut rng, cpus, 32)),
+            managed("managed-machine", CpuMask::first_n(cpus)),
+        ]);
+    }
+    shapes
 }
 
 /// One allocator under the workload.
 struct Side<M: Matrix> {
     m: M,
+    /// The shape's masks in this side's form, used in turn from `next`.
+    masks: Vec<M::Mask>,
+    next: usize,
+    managed: bool,
     recent: VecDeque<(u32, Vector)>,
     /// The CPUs chosen since the last comparison, and a burst's allocations: sized before the
     /// timing starts, so that neither side's figure includes growing them.
@@ -138,30 +275,46 @@ struct Side<M: Matrix> {
 
 impl<M: Matrix> Side<M> {
     /// A machine filled to about half its vectors (130 per CPU, then a seeded 30 per CPU freed
-    /// at random), then `offline` taken offline; buffers for chunks of `steps` and bursts of
-    /// `burst`.
+    /// at random), then `offline` taken offline and, for a managed shape, the reservations made;
+    /// buffers for chunks of `steps` and bursts of `burst`.
     fn new(
         mut m: M,
         cpus: u32,
-        offline: &[u32],
+        shape: &Shape,
         steps: u32,
         burst: u32,
     ) -> Result<Self, MatrixError> {
-        // The fill goes CPU by CPU (the same state for both, and cheap for the scan too).
+        // The fill goes CPU by CPU (the same state for both, and cheap for the scan too), each
+        // CPU's mask prepared once.
+        let singles: Vec<M::Mask> = (0..cpus).map(|c| m.prepare(&CpuMask::single(c))).collect();
         let mut live = Vec::new();
         for i in 0..cpus * 130 {
-            live.push(m.alloc(&CpuMask::single(i % cpus))?);
+            live.push(m.alloc(&singles[(i % cpus) as usize])?);
         }
+        drop(singles);
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         for _ in 0..cpus * 30 {
             let (cpu, v) = live.swap_remove((rng.next() % live.len() as u64) as usize);
-            m.free(cpu, v)?;
+            m.free(cpu, v, false)?;
         }
-        for &cpu in offline {
+        for &cpu in &shape.offline {
             m.offline(cpu)?;
+        }
+        let masks: Vec<M::Mask> = match &shape.work {
+            Work::Plain(mask) | Work::Managed(mask) => vec![m.prepare(mask)],
+            Work::Churn(masks) => masks.iter().map(|mask| m.prepare(mask)).collect(),
+        };
+        let managed = matches!(shape.work, Work::Managed(_));
+        if managed {
+            for _ in 0..MANAGED_RESERVED {
+                m.reserve_managed(&masks[0])?;
+            }
         }
         Ok(Side {
             m,
+            masks,
+            next: 0,
+            managed,
             recent: VecDeque::with_capacity(65),
             chosen: Vec::with_capacity(steps.max(burst) as usize),
             got: Vec::with_capacity(burst as usize),
@@ -171,42 +324,57 @@ impl<M: Matrix> Side<M> {
         })
     }
 
+    /// One allocation, on the next mask.
+    #[inline(always)]
+    fn alloc(&mut self) -> Result<(u32, Vector), MatrixError> {
+        let mask = &self.masks[self.next];
+        self.next += 1;
+        if self.next == self.masks.len() {
+            self.next = 0;
+        }
+        if self.managed {
+            self.m.alloc_managed(mask)
+        } else {
+            self.m.alloc(mask)
+        }
+    }
+
     /// `steps` steady-state steps (into `chosen`, cleared first); returns their time.
-    fn steady(&mut self, mask: &CpuMask, steps: u32) -> anyhow::Result<Duration> {
+    fn steady(&mut self, steps: u32) -> anyhow::Result<Duration> {
         self.chosen.clear();
-        let start = Instant::now();
+        let start = thread_time();
         for _ in 0..steps {
-            let t = self.m.alloc(mask)?;
+            let t = self.alloc()?;
             self.chosen.push(t.0);
             self.recent.push_back(t);
             if self.recent.len() > 64 {
                 let (cpu, v) = self.recent.pop_front().expect("more than 64");
-                self.m.free(cpu, v)?;
+                self.m.free(cpu, v, self.managed)?;
             }
         }
         Ok(self.record(start, steps))
     }
 
-    /// A burst of `n` allocations on `mask` (into `chosen`, cleared first), then their frees.
-    fn burst(&mut self, mask: &CpuMask, n: u32) -> anyhow::Result<()> {
+    /// A burst of `n` allocations (into `chosen`, cleared first), then their frees.
+    fn burst(&mut self, n: u32) -> anyhow::Result<()> {
         self.chosen.clear();
         self.got.clear();
-        let start = Instant::now();
+        let start = thread_time();
         for _ in 0..n {
-            let t = self.m.alloc(mask)?;
+            let t = self.alloc()?;
             self.chosen.push(t.0);
             self.got.push(t);
         }
         for &(cpu, v) in &self.got {
-            self.m.free(cpu, v)?;
+            self.m.free(cpu, v, self.managed)?;
         }
         self.record(start, n);
         Ok(())
     }
 
     /// Adds the time since `start` and its `allocs` allocations to the round; that time.
-    fn record(&mut self, start: Instant, allocs: u32) -> Duration {
-        let took = start.elapsed();
+    fn record(&mut self, start: Duration, allocs: u32) -> Duration {
+        let took = thread_time().saturating_sub(start);
         self.time += took;
         self.allocs += u64::from(allocs);
         took
@@ -271,15 +439,22 @@ impl Size {
 pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
     anyhow::ensure!(cpus >= 1, "--cpus must be at least 1");
     let all = shapes(cpus);
-    if let Some(unknown) = only.iter().find(|n| !all.iter().any(|s| s.0 == n.as_str())) {
-        let names: Vec<&str> = all.iter().map(|s| s.0).collect();
+    if let Some(unknown) = only.iter().find(|n| !all.iter().any(|s| &s.name == *n)) {
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         anyhow::bail!("no shape {unknown:?}; the shapes: {}", names.join(", "));
     }
     let mut rows = Vec::new();
     let chosen = all
         .into_iter()
-        .filter(|s| only.is_empty() || only.iter().any(|n| n == s.0));
-    for (name, mask, offline) in chosen {
+        .filter(|s| only.is_empty() || only.iter().any(|n| *n == s.name));
+    for shape in chosen {
+        let name = &shape.name;
+        // The mask the spread and the burst's room are measured on, and the report names.
+        let (mask, managed) = match &shape.work {
+            Work::Plain(mask) => (mask.clone(), false),
+            Work::Managed(mask) => (mask.clone(), true),
+            Work::Churn(masks) => (masks[0].clone(), false),
+        };
         // Several machines per shape, built in alternating order, so that where the allocator
         // happened to put one side's memory does not decide the comparison.
         let (mut ours_rounds, mut linux_rounds) = (Vec::new(), Vec::new());
@@ -294,11 +469,11 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
             let mut spacers = Vec::new();
             let new_ours = || {
                 let m = VectorMatrix::new(cpus);
-                Side::new(m, cpus, &offline, size.steps, size.burst).map(Box::new)
+                Side::new(m, cpus, &shape, size.steps, size.burst).map(Box::new)
             };
             let new_linux = || {
                 let m = LinuxMatrix::new(cpus);
-                Side::new(m, cpus, &offline, size.steps, size.burst).map(Box::new)
+                Side::new(m, cpus, &shape, size.steps, size.burst).map(Box::new)
             };
             let (mut ours, mut linux) = if machine % 2 == 0 {
                 spacers.push(spacer(&mut placement));
@@ -312,24 +487,28 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
                 (new_ours()?, l)
             };
             // A burst takes at most half of what the mask has left beside the 64 allocations
-            // the steady state keeps, so it never runs dry.
-            let room: u32 = mask
-                .iter()
-                .filter(|c| !offline.contains(c))
-                .map(|c| linux.m.available(c))
-                .sum();
+            // the steady state keeps, so it never runs dry (managed: of its reservations; churn:
+            // of its first mask, as full as the others).
+            let room: u32 = if managed {
+                MANAGED_RESERVED * mask.weight()
+            } else {
+                mask.iter()
+                    .filter(|c| !shape.offline.contains(c))
+                    .map(|c| linux.m.available(c))
+                    .sum()
+            };
             let burst = size.burst.min(room.saturating_sub(64) / 2);
             for round in 0..size.rounds {
                 let differ =
                     || format!("{name}: ours and Linux chose different CPUs in round {round}");
                 let (mut o, mut l) = (Duration::ZERO, Duration::ZERO);
                 while o.min(l) < size.round && o.max(l) < 8 * size.round {
-                    o += ours.steady(&mask, size.steps)?;
-                    l += linux.steady(&mask, size.steps)?;
+                    o += ours.steady(size.steps)?;
+                    l += linux.steady(size.steps)?;
                     anyhow::ensure!(ours.chosen == linux.chosen, differ());
                 }
-                ours.burst(&mask, burst)?;
-                linux.burst(&mask, burst)?;
+                ours.burst(burst)?;
+                linux.burst(burst)?;
                 anyhow::ensure!(ours.chosen == linux.chosen, differ());
                 ours.end_round();
                 linux.end_round();
@@ -343,6 +522,9 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
         let (o, l) = (median(ours_rounds), median(linux_rounds));
         rows.push(json!({
             "shape": name,
+            "mask": representation(&mask),
+            "weight": mask.weight(),
+            "managed": managed,
             "ours_ns": round2(o),
             "linux_ns": round2(l),
             "speedup": round2(l / o),
@@ -354,10 +536,21 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
     let min = rows.iter().map(speedup).fold(f64::INFINITY, f64::min);
     // Null when the machine shape was not run (`--shape`).
     let machine = rows.iter().find(|r| r["shape"] == "machine").map(speedup);
+    let min_shape = rows
+        .iter()
+        .min_by(|a, b| speedup(a).total_cmp(&speedup(b)))
+        .map(|r| r["shape"].clone());
+    let managed_min = rows
+        .iter()
+        .filter(|r| r["managed"] == true)
+        .map(speedup)
+        .reduce(f64::min);
     Ok(json!({
         "cpus": cpus,
         "shapes": rows,
         "min_speedup": min,
+        "min_shape": min_shape,
+        "managed_min_speedup": managed_min,
         "machine_speedup": machine,
     }))
 }
@@ -369,17 +562,18 @@ fn round2(x: f64) -> f64 {
 /// Prints the report as a table.
 pub fn print(r: &Value) {
     println!(
-        "vector matrix vs. the Linux scan at {} CPUs (ns per allocation, frees included)",
+        "vector matrix vs. Linux's matrix.c at {} CPUs (ns per allocation, frees included)",
         r["cpus"]
     );
     println!(
-        "{:<20}{:>12}{:>12}{:>10}{:>8}{:>8}",
-        "shape", "ours ns", "linux ns", "speedup", "spread", "linux"
+        "{:<20}{:>8}{:>12}{:>12}{:>10}{:>8}{:>8}",
+        "shape", "mask", "ours ns", "linux ns", "speedup", "spread", "linux"
     );
     for s in r["shapes"].as_array().into_iter().flatten() {
         println!(
-            "{:<20}{:>12}{:>12}{:>9}x{:>8}{:>8}",
+            "{:<20}{:>8}{:>12}{:>12}{:>9}x{:>8}{:>8}",
             s["shape"].as_str().unwrap_or("?"),
+            s["mask"].as_str().unwrap_or("?"),
             s["ours_ns"].to_string(),
             s["linux_ns"].to_string(),
             s["speedup"].to_string(),
@@ -390,8 +584,12 @@ pub fn print(r: &Value) {
     let machine = r["machine_speedup"]
         .as_f64()
         .map_or("not run".to_string(), |m| format!("{m:.1}x"));
+    let managed = r["managed_min_speedup"]
+        .as_f64()
+        .map_or("not run".to_string(), |m| format!("{m:.2}x"));
     println!(
-        "min speedup {:.2}x, machine-wide {machine}",
-        r["min_speedup"].as_f64().unwrap_or(0.0)
+        "min speedup {:.2}x ({}), managed min {managed}, machine-wide {machine}",
+        r["min_speedup"].as_f64().unwrap_or(0.0),
+        r["min_shape"].as_str().unwrap_or("-")
     );
 }

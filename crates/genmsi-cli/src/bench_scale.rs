@@ -1,11 +1,14 @@
 //! `genmsi bench scale`: heap bytes per irq on the real x86 stack (vector domain behind VT-d
 //! remapping), with CPUs offline and node and irregular affinity masks mixed, beside what
-//! Linux's layout would take for the same irqs.
+//! Linux's layout would take for the same irqs; then the same irqs with a distinct random
+//! 32-CPU mask each; and the fixed bytes the stack keeps per CPU.
 //!
 //! A counting global allocator measures the heap bytes the allocation and activation of the
-//! irqs add (the devices and their message stores exist before, as device memory does).
-//! Linux's figure is a **model** from its data structures (see [`linux_bytes_per_irq`]); it is
-//! labelled as modelled wherever it is shown.
+//! irqs add (the devices and their message stores exist before, as device memory does). The
+//! fixed bytes per CPU are the slope of the stack's heap between a 1-CPU and the measured
+//! machine (built with one irq). Linux's figures are a **model** from its data structures (see
+//! [`linux_bytes_per_irq`] and [`linux_bytes_per_cpu`]); they are labelled as modelled wherever
+//! they are shown.
 
 use crate::bench_stack::Stack;
 use genmsi::{AllocOpts, CpuMask, SlotId};
@@ -60,10 +63,57 @@ pub fn linux_bytes_per_irq(cpus: u32) -> u64 {
     512 + 8 * cpus + 3 * mask + 2 * 96 + 128 + 64 + 16
 }
 
+/// Linux's fixed bytes per possible CPU for the same job, a **model**: the vector matrix's
+/// `struct cpumap` (88 bytes) and x86's per-CPU `vector_irq` table (256 descriptor pointers,
+/// 2,048 bytes).
+pub fn linux_bytes_per_cpu() -> u64 {
+    88 + 256 * 8
+}
+
+/// The heap bytes a stack of `cpus` CPUs and one irq holds.
+fn stack_bytes(cpus: u32) -> anyhow::Result<isize> {
+    let before = LIVE.load(Ordering::Relaxed);
+    let stack = Stack::new(cpus, 1)?;
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    drop(stack);
+    Ok(bytes)
+}
+
+/// Which affinity each irq gets.
+#[derive(Clone, Copy)]
+enum Masks {
+    /// Node masks and every 2nd CPU of a node, one mask per node shared by its irqs.
+    Nodes,
+    /// A distinct random 32-CPU mask per irq (seeded), built as the irq is allocated.
+    Random32,
+}
+
 /// Allocates and activates `irqs` irqs on `cpus` CPUs with `offline` CPUs offline; the report.
 pub fn run(cpus: u32, irqs: u32, offline: u32) -> anyhow::Result<Value> {
     anyhow::ensure!(cpus >= 2, "--cpus must be at least 2");
     anyhow::ensure!(offline < cpus, "--offline must leave a CPU online");
+    let (per_irq, seconds) = measure(cpus, irqs, offline, Masks::Nodes)?;
+    let (random_per_irq, _) = measure(cpus, irqs, offline, Masks::Random32)?;
+    let per_cpu = (stack_bytes(cpus)? - stack_bytes(1)?) as f64 / f64::from(cpus - 1);
+    let tenth = |x: f64| (x * 10.0).round() / 10.0;
+    Ok(json!({
+        "cpus": cpus,
+        "irqs": irqs,
+        "offline": offline,
+        "bytes_per_irq": tenth(per_irq),
+        "linux_bytes_per_irq": linux_bytes_per_irq(cpus),
+        "linux_bytes_per_irq_is_modelled": true,
+        "linux_ratio": tenth(linux_bytes_per_irq(cpus) as f64 / per_irq),
+        "random32_bytes_per_irq": tenth(random_per_irq),
+        "fixed_bytes_per_cpu": tenth(per_cpu),
+        "linux_bytes_per_cpu": linux_bytes_per_cpu(),
+        "linux_bytes_per_cpu_is_modelled": true,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+    }))
+}
+
+/// Heap bytes per irq of `irqs` irqs with affinities of `masks`, and the seconds they took.
+fn measure(cpus: u32, irqs: u32, offline: u32, masks: Masks) -> anyhow::Result<(f64, f64)> {
     let stack = Stack::new(cpus, irqs)?;
     // Offline CPUs spread over the machine, none of them CPU 0.
     for k in 0..offline {
@@ -79,7 +129,7 @@ pub fn run(cpus: u32, irqs: u32, offline: u32) -> anyhow::Result<Value> {
     // each node's mask built once and shared by its irqs, as a driver passes one mask.
     let node = 64.min(cpus);
     let nodes = cpus / node;
-    let masks: Vec<CpuMask> = (0..nodes)
+    let node_masks: Vec<CpuMask> = (0..nodes)
         .flat_map(|n| {
             let first = n * node;
             [
@@ -88,11 +138,26 @@ pub fn run(cpus: u32, irqs: u32, offline: u32) -> anyhow::Result<Value> {
             ]
         })
         .collect();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut random32 = || {
+        let mut picked = std::collections::BTreeSet::new();
+        while picked.len() < 32.min(cpus as usize) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            picked.insert((rng % u64::from(cpus)) as u32);
+        }
+        CpuMask::from_cpus(picked)
+    };
     let before = LIVE.load(Ordering::Relaxed);
     let start = Instant::now();
     for i in 0..irqs {
+        let affinity = match masks {
+            Masks::Nodes => node_masks[(i as usize) % node_masks.len()].clone(),
+            Masks::Random32 => random32(),
+        };
         let opts = AllocOpts {
-            affinity: Some(masks[(i as usize) % masks.len()].clone()),
+            affinity: Some(affinity),
             ..AllocOpts::default()
         };
         let dev = devices[(i / PER_DEVICE) as usize];
@@ -106,17 +171,7 @@ pub fn run(cpus: u32, irqs: u32, offline: u32) -> anyhow::Result<Value> {
         stack.sys.stats().irqs_active == irqs,
         "not every irq is active"
     );
-    let per_irq = bytes as f64 / f64::from(irqs);
-    Ok(json!({
-        "cpus": cpus,
-        "irqs": irqs,
-        "offline": offline,
-        "bytes_per_irq": (per_irq * 10.0).round() / 10.0,
-        "linux_bytes_per_irq": linux_bytes_per_irq(cpus),
-        "linux_bytes_per_irq_is_modelled": true,
-        "linux_ratio": (linux_bytes_per_irq(cpus) as f64 / per_irq * 10.0).round() / 10.0,
-        "seconds": (seconds * 1000.0).round() / 1000.0,
-    }))
+    Ok((bytes as f64 / f64::from(irqs), seconds))
 }
 
 /// Prints the report as text.
@@ -128,5 +183,13 @@ pub fn print(r: &Value) {
     println!(
         "heap bytes per irq: {} (Linux, modelled: {}; {}x less); allocation took {} s",
         r["bytes_per_irq"], r["linux_bytes_per_irq"], r["linux_ratio"], r["seconds"]
+    );
+    println!(
+        "with a distinct random 32-CPU mask per irq: {} bytes per irq",
+        r["random32_bytes_per_irq"]
+    );
+    println!(
+        "fixed heap bytes per CPU: {} (Linux, modelled: {})",
+        r["fixed_bytes_per_cpu"], r["linux_bytes_per_cpu"]
     );
 }

@@ -238,10 +238,29 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
             "scattered-4",
             "node-firsts",
             "smt-node",
-            "machine-1%-offline"
+            "machine-1%-offline",
+            // Random scattered masks either side of the inline-list and list/bitmap thresholds
+            // at 1,024 CPUs, a new random 32-CPU mask per allocation, and managed vectors.
+            "random-8",
+            "random-9",
+            "random-63",
+            "random-64",
+            "churn-32",
+            "managed-node",
+            "managed-random-32",
+            "managed-machine"
         ]
     );
+    let mask = |name: &str| {
+        let s = shapes.iter().find(|s| s["shape"] == name).unwrap();
+        (s["mask"].as_str().unwrap(), s["weight"].as_u64().unwrap())
+    };
+    assert_eq!(mask("random-63"), ("list", 63));
+    assert_eq!(mask("random-64"), ("bitmap", 64));
+    assert_eq!(mask("managed-machine"), ("range", 1024));
     for s in shapes {
+        let managed = s["shape"].as_str().unwrap().starts_with("managed-");
+        assert_eq!(s["managed"], managed, "{s}");
         for key in ["ours_ns", "linux_ns", "speedup"] {
             assert!(s[key].as_f64().unwrap() > 0.0, "{s}");
         }
@@ -255,6 +274,7 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
         assert!(spread("ours_spread") <= spread("linux_spread"), "{s}");
     }
     assert!(v["min_speedup"].is_number() && v["machine_speedup"].is_number());
+    assert!(v["managed_min_speedup"].is_number() && v["min_shape"].is_string());
     let out = genmsi(&["bench", "matrix", "--cpus", "0"]);
     assert_ne!(out.status.code(), Some(0), "0 CPUs is refused");
     // One shape alone: no machine-wide figure; an unknown name is refused with the list.

@@ -65,6 +65,10 @@ pub(crate) struct CpuIndex {
     levels: Vec<Level>,
     /// The highest level with a CPU in it (0 when none).
     top: usize,
+    /// The last irregular mask asked about (a clone: its bitmap cannot be freed and another
+    /// mask take its address while held) and a level no CPU of it is above: the answer's key,
+    /// raised by every key that has grown since.
+    hint: Option<(CpuMask, usize)>,
 }
 
 impl fmt::Debug for CpuIndex {
@@ -166,6 +170,7 @@ impl CpuIndex {
             tree: vec![-1; 2 * size],
             levels: vec![Level::default(); max_key as usize + 1],
             top: 0,
+            hint: None,
         }
     }
 
@@ -216,6 +221,11 @@ impl CpuIndex {
             self.queued[cpu as usize] &= !IN_LEVEL_QUEUE;
             let (c, new) = (cpu as usize, key(cpu));
             let old = self.level_key[c];
+            if new > old {
+                if let Some((_, bound)) = &mut self.hint {
+                    *bound = (*bound).max(new as usize);
+                }
+            }
             if old != new {
                 self.leave(c, old);
                 self.enter(c, new);
@@ -286,10 +296,22 @@ impl CpuIndex {
                 return best_of_few(mask.as_list().unwrap_or_default(), self.nr, &key);
             }
             None => {
-                let words = mask.as_words()?;
-                let words = &words[..words.len().min(self.nr.div_ceil(64))];
+                let all = mask.as_words()?;
+                let words = &all[..all.len().min(self.nr.div_ceil(64))];
                 self.flush_levels(&key);
-                return self.best_in_words(words);
+                let same =
+                    |(m, _): &(CpuMask, usize)| m.as_words().is_some_and(|w| core::ptr::eq(w, all));
+                let from = match &self.hint {
+                    Some(hint) if same(hint) => hint.1.min(self.top),
+                    _ => self.top,
+                };
+                let best = self.best_in_words(words, from);
+                let bound = best.map_or(0, |cpu| self.level_key[cpu as usize].max(0) as usize);
+                match &mut self.hint {
+                    Some(hint) if same(hint) => hint.1 = bound,
+                    hint => *hint = Some((mask.clone(), bound)),
+                }
+                return best;
             }
         };
         best.filter(|&(key, _)| key > 0).map(|(_, cpu)| cpu)
@@ -354,17 +376,19 @@ impl CpuIndex {
     }
 
     /// The lowest CPU of an irregular mask (as words, within the machine) with the largest
-    /// positive key.
-    fn best_in_words(&self, mask: &[u64]) -> Option<u32> {
+    /// positive key, no CPU of the mask having a key above level `from`. The level walk may
+    /// look at an eighth as many words as the mask has CPUs before it gives up for a scan, so
+    /// that a mask whose CPUs sit below many levels of other CPUs costs at most a little more
+    /// than the scan would have.
+    fn best_in_words(&self, mask: &[u64], from: usize) -> Option<u32> {
         let (few, weight) = few_words(mask);
-        // A level word costs about what two CPUs of a scan cost.
-        let mut budget = weight / 2 + 8;
+        let mut budget = weight / 8 + 4;
         let mut spend = || {
             budget = budget.checked_sub(1)?;
             Some(())
         };
         let packed = |cpu: usize| self.level_key[cpu];
-        for level in self.levels[1..=self.top].iter().rev() {
+        for level in self.levels[1..=from].iter().rev() {
             if level.count == 0 {
                 continue;
             }
@@ -461,5 +485,117 @@ impl CpuIndex {
             return Err("index top level is not the highest level in use");
         }
         Ok(())
+    }
+}
+
+/// The running answer of a managed scan: the last CPU with the largest positive key.
+#[derive(Clone, Copy, Default)]
+struct LastFewest {
+    cpu: u32,
+    key: u16,
+}
+
+impl LastFewest {
+    /// A select, as in [`Best::offer`]; `>=`: the last CPU wins a tie.
+    #[inline(always)]
+    fn offer(&mut self, cpu: u32, key: u16) {
+        let take = key >= self.key && key > 0;
+        self.key = if take { key } else { self.key };
+        self.cpu = if take { cpu } else { self.cpu };
+    }
+
+    fn get(self) -> Option<u32> {
+        (self.key > 0).then_some(self.cpu)
+    }
+}
+
+/// Above the most managed vectors a CPU can have allocated (its 256 vectors).
+const MANAGED_TOP: u32 = 257;
+
+/// Where the next managed vector goes: Linux's choice (`matrix_find_best_cpu_managed`), the
+/// *last* online CPU of the mask with the fewest managed vectors allocated, among those with a
+/// reserved one left, found from one packed count per CPU instead of the CPUs' records.
+///
+/// Each CPU's key is `MANAGED_TOP - managed_allocated` while it is online with a spare
+/// reservation, 0 otherwise: the pick is the last CPU with the largest key. Ranges (a node, the
+/// machine) ask a [`CpuIndex`] that holds CPU `c` at position `nr - 1 - c`, so that its "lowest
+/// position with the largest key" is that last CPU; listed and bitmap masks scan the packed keys
+/// of their CPUs, branch-free.
+#[derive(Clone, Debug)]
+pub(crate) struct ManagedIndex {
+    keys: Vec<u16>,
+    index: CpuIndex,
+}
+
+impl ManagedIndex {
+    /// `nr` CPUs, none with a spare reservation.
+    pub(crate) fn new(nr: usize) -> Self {
+        ManagedIndex {
+            keys: vec![0; nr],
+            index: CpuIndex::new(nr, MANAGED_TOP),
+        }
+    }
+
+    /// The key of a CPU with these counts.
+    pub(crate) fn key(online: bool, reserved: u32, allocated: u32) -> u16 {
+        if online && reserved > allocated {
+            (MANAGED_TOP - allocated) as u16
+        } else {
+            0
+        }
+    }
+
+    /// Sets the key of `cpu` (below `nr`).
+    #[inline]
+    pub(crate) fn set(&mut self, cpu: u32, key: u16) {
+        let slot = &mut self.keys[cpu as usize];
+        if *slot != key {
+            *slot = key;
+            self.index.mark((self.keys.len() - 1) as u32 - cpu);
+        }
+    }
+
+    /// The CPU of `mask` whose managed vector goes next.
+    pub(crate) fn best(&mut self, mask: &CpuMask) -> Option<u32> {
+        let last = self.keys.len().checked_sub(1)? as u32;
+        let keys = &self.keys;
+        if let Some((lo, hi)) = mask.as_range() {
+            let hi = hi.min(last);
+            if lo > hi {
+                return None;
+            }
+            let reversed = CpuMask::range(last - hi, last - lo);
+            let key = |p: u32| i32::from(keys[(last - p) as usize]);
+            return self.index.best(&reversed, key).map(|p| last - p);
+        }
+        let mut best = LastFewest::default();
+        if let Some(cpus) = mask.as_list() {
+            for &cpu in cpus.iter().take_while(|&&c| u32::from(c) <= last) {
+                best.offer(u32::from(cpu), keys[usize::from(cpu)]);
+            }
+        } else if let Some(words) = mask.as_words() {
+            for (w, &word) in words.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let cpu = w as u32 * 64 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    if cpu > last {
+                        return best.get();
+                    }
+                    best.offer(cpu, keys[cpu as usize]);
+                }
+            }
+        }
+        best.get()
+    }
+
+    /// Checks the packed keys against `key(cpu)` and the index against the packed keys.
+    pub(crate) fn check(&self, key: impl Fn(u32) -> u16) -> Result<(), &'static str> {
+        if (0..self.keys.len() as u32).any(|c| self.keys[c as usize] != key(c)) {
+            return Err("managed key differs from the CPU's counts");
+        }
+        let last = self.keys.len().saturating_sub(1) as u32;
+        self.index
+            .check(|p| i32::from(self.keys[(last - p) as usize]))
     }
 }

@@ -5,8 +5,8 @@
 //! provides the domains and stores for that, on top of [`genmsi`]:
 //!
 //! 1. [`VectorMatrix`] hands out vectors per CPU, balancing like Linux but finding the best CPU
-//!    with an index over the CPUs' available counts instead of a scan of the mask ([`reference::LinuxMatrix`] is the scan, for
-//!    comparison).
+//!    with an index over the CPUs' available counts instead of a scan of the mask
+//!    ([`reference::LinuxMatrix`] is Linux's `matrix.c` ported, for comparison).
 //! 2. [`VectorDomain`] is the root domain: reservation at allocation, a vector at activation, the
 //!    compatibility-format message ([`msi`]), and moves that never lose an interrupt
 //!    (see [`vector`]).

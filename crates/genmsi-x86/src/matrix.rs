@@ -10,7 +10,9 @@
 //! big machine with a machine-wide mask). Here an index over the CPUs' available counts answers
 //! the same question without a scan, for every mask shape: a max tree for ranges (a single CPU,
 //! a node, the machine) and per-count bitmaps ANDed with the mask for irregular sets (see
-//! `best_cpu.rs`). An allocation or free updates one CPU's entry.
+//! `best_cpu.rs`). An allocation or free updates one CPU's entry. Listed masks (a few scattered
+//! CPUs, one per node) are scanned, as Linux does, but over the list, not a bitmap of every
+//! CPU.
 //!
 //! The matrix also does what the x86 vector code needs around allocation:
 //! - **reservation mode**: [`VectorMatrix::reserve`] only counts a vector against the global
@@ -22,16 +24,19 @@
 //! - **managed reservations**: [`VectorMatrix::reserve_managed`] sets a vector aside on every
 //!   CPU of a mask, offline ones included (x86 reserves on the whole affinity); only
 //!   [`VectorMatrix::alloc_managed`] takes it and only [`VectorMatrix::remove_managed`] gives it
-//!   back. The counts stay exact on offline CPUs too: a CPU's available vectors are always its
+//!   back. The managed vector goes where Linux puts it, the last online CPU of the mask with
+//!   the fewest managed vectors allocated, found from one packed count per CPU (a second index,
+//!   see `best_cpu.rs`), among the CPUs with a reserved vector left: where Linux's pick has
+//!   none Linux fails, here the next CPU by the same rule is taken. The counts stay exact on offline CPUs too: a CPU's available vectors are always its
 //!   free ones. Linux adjusts `available` for online CPUs only and does not recount it when the
 //!   CPU comes back, so there a reservation made or removed while a CPU was offline leaves that
-//!   CPU's count one off (the reference, [`LinuxMatrix`](crate::reference::LinuxMatrix), does
-//!   the same, and `tests/balance.rs` follows the difference);
+//!   CPU's count one off (the reference, [`LinuxMatrix`](crate::reference::LinuxMatrix), a port
+//!   of Linux's `matrix.c`, does the same, and `tests/balance.rs` follows the difference);
 //! - **CPU offline/online**: an offline CPU is never chosen and its available vectors leave the
 //!   global total.
 
 use crate::apic::Vector;
-use crate::best_cpu::{self, CpuIndex};
+use crate::best_cpu::{self, CpuIndex, ManagedIndex};
 use alloc::vec::Vec;
 use genmsi::CpuMask;
 
@@ -133,15 +138,12 @@ impl VectorSet {
     fn union(&self, o: &VectorSet) -> VectorSet {
         VectorSet(core::array::from_fn(|i| self.0[i] | o.0[i]))
     }
-    fn minus(&self, o: &VectorSet) -> VectorSet {
-        VectorSet(core::array::from_fn(|i| self.0[i] & !o.0[i]))
-    }
-    /// The lowest member in `first..end`.
-    fn first_in(&self, first: u8, end: u16) -> Option<u8> {
-        (u16::from(first)..end)
-            .step_by(1)
-            .find(|&v| self.contains(v as u8))
-            .map(|v| v as u8)
+    /// The lowest member of `self` not in `o`, from whole words.
+    fn first_not_in(&self, o: &VectorSet) -> Option<u8> {
+        (0..4).find_map(|i| {
+            let w = self.0[i] & !o.0[i];
+            (w != 0).then(|| (i as u32 * 64 + w.trailing_zeros()) as u8)
+        })
     }
     /// The lowest non-member. Without a loop: where the first free vector lies differs from
     /// CPU to CPU, and a loop over the words mispredicts its exit on most allocations.
@@ -295,23 +297,8 @@ impl core::ops::IndexMut<usize> for PerCpu {
     }
 }
 
-/// How a CPU's `available` count follows managed reservations made or removed while the CPU is
-/// offline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Counts {
-    /// Always: `available` is the CPU's free vectors (the matrix).
-    Exact,
-    /// Only while online, and not recounted when the CPU comes back (Linux's
-    /// `irq_matrix_reserve_managed` and `irq_matrix_remove_managed`).
-    Linux,
-}
-
-/// The per-CPU vector bookkeeping shared by [`VectorMatrix`] and the reference
-/// [`LinuxMatrix`](crate::reference::LinuxMatrix): they differ in how the CPU is chosen and in
-/// how `available` follows managed changes on offline CPUs ([`Counts`]). The global count and
-/// Linux's per-CPU counts change with wrapping arithmetic, as Linux's unsigned ones do when a
-/// count left one below a CPU's free vectors passes zero; exact counts never wrap
-/// ([`check_vectors`] verifies them).
+/// The per-CPU vector bookkeeping of [`VectorMatrix`]: every count exact, offline CPUs
+/// included ([`check_vectors`] verifies them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Vectors {
     pub(crate) cfg: MatrixConfig,
@@ -414,7 +401,9 @@ impl Vectors {
         }
         let online = self.cpus[cpu as usize].online;
         let c = &mut self.cpus[cpu as usize];
-        if !c.alloc.contains(v.0) || self.managed[cpu as usize].contains(v.0) != managed {
+        // A CPU without managed reservations (most) has no managed vector: its set is not read.
+        let is_managed = c.managed_reserved > 0 && self.managed[cpu as usize].contains(v.0);
+        if !c.alloc.contains(v.0) || is_managed != managed {
             return Err(MatrixError::NotAllocated { cpu, vector: v });
         }
         c.alloc.remove(v.0);
@@ -442,13 +431,9 @@ impl Vectors {
     }
 
     /// Sets a vector aside on every CPU of `mask` (offline ones too), each where its bitmaps
-    /// have a free vector; all or nothing. Returns the CPUs touched. `counts`: how `available`
-    /// follows (see [`Counts`]).
-    pub(crate) fn reserve_managed(
-        &mut self,
-        mask: &CpuMask,
-        counts: Counts,
-    ) -> Result<Vec<u32>, MatrixError> {
+    /// have a free vector; all or nothing: a failure gives back exactly the vectors it set
+    /// aside. Returns the CPUs touched.
+    pub(crate) fn reserve_managed(&mut self, mask: &CpuMask) -> Result<Vec<u32>, MatrixError> {
         let mut done: Vec<(u32, u8)> = Vec::new();
         for cpu in mask.iter() {
             let v = ((cpu as usize) < self.cpus.len())
@@ -456,98 +441,69 @@ impl Vectors {
                 .flatten();
             let Some(v) = v else {
                 for (cpu, v) in done {
-                    self.unreserve_managed_vector(cpu, v, counts);
+                    self.unreserve(cpu, v);
                 }
                 return Err(MatrixError::NoVectors { cpus: mask.clone() });
             };
             self.managed[cpu as usize].insert(v);
             let c = &mut self.cpus[cpu as usize];
             c.managed_reserved += 1;
-            if c.online || counts == Counts::Exact {
-                // Wrapping, as Linux's unsigned count does when an earlier offline change left
-                // it one below the CPU's free vectors (exact counts never reach it).
-                c.available = c.available.wrapping_sub(1);
-            }
+            c.available -= 1;
             if c.online {
-                self.global_available = self.global_available.wrapping_sub(1);
+                self.global_available -= 1;
             }
             done.push((cpu, v));
         }
-        Ok(done.into_iter().map(|(c, _)| c).collect())
+        Ok(done.into_iter().map(|(cpu, _)| cpu).collect())
     }
 
-    fn unreserve_managed_vector(&mut self, cpu: u32, v: u8, counts: Counts) {
+    /// Gives back the lowest unallocated managed vector of `cpu`, if it has one.
+    fn remove_spare(&mut self, cpu: u32) -> bool {
+        let Some(v) = self.managed_spare(cpu) else {
+            return false;
+        };
+        self.unreserve(cpu, v);
+        true
+    }
+
+    /// Gives back the managed reservation of vector `v` on `cpu`.
+    fn unreserve(&mut self, cpu: u32, v: u8) {
         self.managed[cpu as usize].remove(v);
         let c = &mut self.cpus[cpu as usize];
         c.managed_reserved -= 1;
-        if c.online || counts == Counts::Exact {
-            c.available = c.available.wrapping_add(1);
-        }
+        c.available += 1;
         if c.online {
-            self.global_available = self.global_available.wrapping_add(1);
+            self.global_available += 1;
         }
     }
 
     /// Gives back one unallocated managed vector on every CPU of `mask`. Returns the CPUs touched.
-    pub(crate) fn remove_managed(&mut self, mask: &CpuMask, counts: Counts) -> Vec<u32> {
-        let mut touched = Vec::new();
+    pub(crate) fn remove_managed(&mut self, mask: &CpuMask) -> Vec<u32> {
         let nr = self.cpus.len();
-        for cpu in mask.iter().filter(|&c| (c as usize) < nr) {
-            if let Some(v) = self.managed_spare(cpu) {
-                self.unreserve_managed_vector(cpu, v, counts);
-                touched.push(cpu);
-            }
-        }
-        touched
-    }
-
-    /// The CPU of `mask` whose managed vector goes next, as Linux picks it
-    /// (`matrix_find_best_cpu_managed`): the *last* online CPU with the fewest managed vectors
-    /// allocated. `with_spare`: only CPUs that have a reserved managed vector left (the matrix's
-    /// rule, so it never fails where a vector is there; Linux looks at the counts only and
-    /// fails when its pick has none). Where Linux's pick has a spare, both pick the same CPU.
-    pub(crate) fn managed_pick(&self, mask: &CpuMask, with_spare: bool) -> Option<u32> {
-        let mut best: Option<(u32, u32)> = None;
-        for cpu in mask.iter() {
-            let Some(c) = self.cpus.get(cpu as usize) else {
-                break;
-            };
-            if !c.online || (with_spare && self.managed_spare(cpu).is_none()) {
-                continue;
-            }
-            if best.is_none_or(|(n, _)| c.managed_allocated <= n) {
-                best = Some((c.managed_allocated, cpu));
-            }
-        }
-        best.map(|(_, cpu)| cpu)
+        mask.iter()
+            .take_while(|&c| (c as usize) < nr)
+            .filter(|&cpu| self.remove_spare(cpu))
+            .collect()
     }
 
     /// The lowest reserved managed vector of `cpu` not allocated.
     fn managed_spare(&self, cpu: u32) -> Option<u8> {
         let c = self.cpus.get(cpu as usize)?;
-        self.managed[cpu as usize]
-            .minus(&c.alloc)
-            .first_in(self.cfg.first.0, self.cfg.end)
+        if c.managed_reserved == c.managed_allocated {
+            return None;
+        }
+        self.managed[cpu as usize].first_not_in(&c.alloc)
     }
 
-    /// Allocates the managed vector of `cpu` (the pick of [`Vectors::managed_pick`]).
-    pub(crate) fn take_managed(
-        &mut self,
-        cpu: Option<u32>,
-        mask: &CpuMask,
-    ) -> Result<(u32, Vector), MatrixError> {
-        let none = || MatrixError::NoManagedVector { cpus: mask.clone() };
-        let cpu = cpu.ok_or_else(none)?;
-        let v = self.managed_spare(cpu).ok_or_else(none)?;
+    /// Allocates the lowest spare managed vector of `cpu`, which has one (the pick of the
+    /// managed index).
+    pub(crate) fn take_managed(&mut self, cpu: u32) -> Option<Vector> {
+        let v = self.managed_spare(cpu)?;
         let c = &mut self.cpus[cpu as usize];
         c.alloc.insert(v);
         c.managed_allocated += 1;
         self.total_allocated += 1;
-        Ok((cpu, Vector(v)))
-    }
-
-    pub(crate) fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
-        self.take_managed(self.managed_pick(mask, true), mask)
+        Some(Vector(v))
     }
 
     pub(crate) fn set_online(&mut self, cpu: u32, online: bool) -> Result<bool, MatrixError> {
@@ -598,6 +554,8 @@ impl Vectors {
 pub struct VectorMatrix {
     v: Vectors,
     index: CpuIndex,
+    /// Built at the first managed reservation.
+    managed_index: Option<ManagedIndex>,
 }
 
 impl PartialEq for VectorMatrix {
@@ -629,6 +587,7 @@ impl VectorMatrix {
         let max_key = v.cpus.first().map_or(0, |c| c.available);
         VectorMatrix {
             index: CpuIndex::new(nr_cpus as usize, max_key),
+            managed_index: None,
             v,
         }
     }
@@ -645,6 +604,15 @@ impl VectorMatrix {
 
     fn update(&mut self, cpu: u32) {
         self.index.mark(cpu);
+    }
+
+    /// Brings the managed index up to date with the counts of `cpu`.
+    fn update_managed(&mut self, cpu: u32) {
+        if let Some(managed) = &mut self.managed_index {
+            let c = &self.v.cpus[cpu as usize];
+            let key = ManagedIndex::key(c.online, c.managed_reserved, c.managed_allocated);
+            managed.set(cpu, key);
+        }
     }
 
     /// The CPU an allocation over `mask` would use (`&mut`: it brings the index up to date).
@@ -708,7 +676,11 @@ impl VectorMatrix {
     /// Returns a vector (`managed`: it came from [`VectorMatrix::alloc_managed`]).
     pub fn free(&mut self, cpu: u32, vector: Vector, managed: bool) -> Result<(), MatrixError> {
         self.v.release(cpu, vector, managed)?;
-        self.update(cpu);
+        if managed {
+            self.update_managed(cpu);
+        } else {
+            self.update(cpu);
+        }
         Ok(())
     }
 
@@ -724,16 +696,21 @@ impl VectorMatrix {
 
     /// Sets one vector aside on every CPU of `mask` for a managed irq; all or nothing.
     pub fn reserve_managed(&mut self, mask: &CpuMask) -> Result<(), MatrixError> {
-        for cpu in self.v.reserve_managed(mask, Counts::Exact)? {
+        let nr = self.v.cpus.len();
+        self.managed_index
+            .get_or_insert_with(|| ManagedIndex::new(nr));
+        for cpu in self.v.reserve_managed(mask)? {
             self.update(cpu);
+            self.update_managed(cpu);
         }
         Ok(())
     }
 
     /// Gives back the managed reservation of every CPU of `mask`.
     pub fn remove_managed(&mut self, mask: &CpuMask) {
-        for cpu in self.v.remove_managed(mask, Counts::Exact) {
+        for cpu in self.v.remove_managed(mask) {
             self.update(cpu);
+            self.update_managed(cpu);
         }
     }
 
@@ -741,7 +718,12 @@ impl VectorMatrix {
     /// managed vectors in use, among those with a reserved vector left (Linux's choice whenever
     /// Linux's choice has one).
     pub fn alloc_managed(&mut self, mask: &CpuMask) -> Result<(u32, Vector), MatrixError> {
-        self.v.alloc_managed(mask)
+        let none = || MatrixError::NoManagedVector { cpus: mask.clone() };
+        let managed = self.managed_index.as_mut().ok_or_else(none)?;
+        let cpu = managed.best(mask).ok_or_else(none)?;
+        let v = self.v.take_managed(cpu).ok_or_else(none)?;
+        self.update_managed(cpu);
+        Ok((cpu, v))
     }
 
     /// Takes `vector` away from allocation on every CPU (a no-op for vectors outside the
@@ -758,6 +740,7 @@ impl VectorMatrix {
     pub fn offline(&mut self, cpu: u32) -> Result<(), MatrixError> {
         if self.v.set_online(cpu, false)? {
             self.update(cpu);
+            self.update_managed(cpu);
         }
         Ok(())
     }
@@ -766,6 +749,7 @@ impl VectorMatrix {
     pub fn online(&mut self, cpu: u32) -> Result<(), MatrixError> {
         if self.v.set_online(cpu, true)? {
             self.update(cpu);
+            self.update_managed(cpu);
         }
         Ok(())
     }
@@ -832,8 +816,15 @@ impl VectorMatrix {
     /// Checks the internal invariants (counts against bitmaps, the tree against the counts).
     /// Costs O(CPUs); for tests and debugging dumps.
     pub fn check(&self) -> Result<(), &'static str> {
-        check_vectors(&self.v, Counts::Exact)?;
-        self.index.check(|cpu| Self::key(&self.v.cpus, cpu))
+        check_vectors(&self.v)?;
+        let cpus = &self.v.cpus;
+        if let Some(managed) = &self.managed_index {
+            managed.check(|c| {
+                let c = &cpus[c as usize];
+                ManagedIndex::key(c.online, c.managed_reserved, c.managed_allocated)
+            })?;
+        }
+        self.index.check(|cpu| Self::key(cpus, cpu))
     }
 }
 
@@ -842,10 +833,8 @@ pub(crate) fn spread(values: impl Iterator<Item = u32>) -> u32 {
     hi.saturating_sub(lo)
 }
 
-/// Reservations may exceed what is available (see the module docs): not checked. With
-/// [`Counts::Linux`] a CPU's `available` may differ from its free vectors (see [`Counts`]); the
-/// global count is still the sum over the online CPUs.
-pub(crate) fn check_vectors(v: &Vectors, counts: Counts) -> Result<(), &'static str> {
+/// Reservations may exceed what is available (see the module docs): not checked.
+fn check_vectors(v: &Vectors) -> Result<(), &'static str> {
     let per_cpu = u32::from(v.cfg.end - u16::from(v.cfg.first.0));
     let system = (u16::from(v.cfg.first.0)..v.cfg.end)
         .filter(|&x| v.system.contains(x as u8))
@@ -864,7 +853,7 @@ pub(crate) fn check_vectors(v: &Vectors, counts: Counts) -> Result<(), &'static 
             return Err("allocated count differs from the bitmap");
         }
         let exact = c.available + c.allocated + c.managed_reserved + system == per_cpu;
-        if counts == Counts::Exact && !exact {
+        if !exact {
             return Err("available + allocated + managed + system != allocatable");
         }
         if c.online {

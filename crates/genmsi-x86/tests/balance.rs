@@ -177,6 +177,15 @@ proptest! {
                 }
                 FullOp::ReserveManaged(k) => {
                     let m = mask(k, cpus);
+                    if m.last().is_some_and(|c| c >= cpus) {
+                        // A difference on purpose: a Linux cpumask cannot name a CPU beyond
+                        // `nr_cpu_ids` (the reference drops it), ours refuses the reservation
+                        // and changes nothing. Linux is not asked, so both go on alike.
+                        let before = ours.clone();
+                        prop_assert!(ours.reserve_managed(&m).is_err());
+                        prop_assert_eq!(&ours, &before);
+                        continue;
+                    }
                     let result = ours.reserve_managed(&m);
                     prop_assert_eq!(&result, &linux.reserve_managed(&m));
                     if result.is_ok() {
@@ -375,4 +384,29 @@ fn big_machine_balance_matches_linux() {
     }
     assert_eq!(alone.spread(all), 1);
     ours.check().unwrap();
+}
+
+/// The one managed difference on purpose: Linux picks by the counts alone (the last CPU with
+/// the fewest managed vectors allocated) and fails when that CPU's reservations are all in use;
+/// ours picks among the CPUs with a reservation left, so it takes the next CPU by the same rule.
+#[test]
+fn managed_pick_skips_a_cpu_without_a_spare_reservation_where_linux_fails() {
+    let (mut ours, mut linux) = (VectorMatrix::new(4), LinuxMatrix::new(4));
+    let all = CpuMask::first_n(4);
+    for m in [&all, &CpuMask::single(0)] {
+        ours.reserve_managed(m).unwrap();
+        linux.reserve_managed(m).unwrap();
+    }
+    for _ in 0..4 {
+        assert_eq!(ours.alloc_managed(&all), linux.alloc_managed(&all));
+    }
+    // Every CPU has one allocated; CPU 3 is Linux's pick and has no reservation left.
+    assert!(linux.alloc_managed(&all).is_err());
+    assert_eq!(ours.alloc_managed(&all), Ok((0, Vector(0x21))));
+    assert!(
+        ours.alloc_managed(&all).is_err(),
+        "nothing reserved is left"
+    );
+    ours.check().unwrap();
+    linux.check().unwrap();
 }
