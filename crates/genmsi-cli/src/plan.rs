@@ -66,8 +66,8 @@ pub struct PlanResult {
     pub fit_one_vm_routes: u32,
     /// Routes one VM's functions hold at that point, of the table's free routes.
     pub routes_at_limit: u32,
-    /// Free vectors per online CPU after the last function that fitted: the least, and
-    /// the CPUs that have it.
+    /// Vectors no irq is assigned to, per online CPU, at the end: the least (reservations
+    /// of entries not activated are machine-wide, counted in `reserved_end`).
     pub margin_min: u32,
     /// The CPUs with the least free vectors.
     pub margin_cpus: Vec<u32>,
