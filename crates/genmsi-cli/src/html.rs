@@ -113,6 +113,83 @@ pub fn render(run: &Value, kvm: Option<&Value>) -> String {
     o
 }
 
+/// The page for `genmsi host`: the host's vector use per CPU (heatmap and bars, from a
+/// `vector_map` in the run report's layout), its PCI functions and what could not be read.
+pub fn render_host(host: &Value, vector_map: &Value) -> String {
+    let mut o = String::with_capacity(1 << 18);
+    let title = format!("genmsi host `{}`", s(host, "source"));
+    let _ = writeln!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title>\
+         <style>{CSS}</style></head><body><h1>{}</h1>",
+        esc(&title),
+        esc(&title)
+    );
+    let estimated = s(host, "vectors_from") == "estimated";
+    let _ =
+        write!(
+        o,
+        "<p>Kernel {}; {} CPUs online of {}; interrupt remapping {}. Vector use per CPU {}.</p>",
+        esc(host["kernel"].as_str().unwrap_or("unknown")),
+        arr(host, "online").len(),
+        u(host, "cpus_possible"),
+        if host["remapping"].as_bool().unwrap_or(false) { "on" } else { "off" },
+        if estimated {
+            "<em class=\"bad\">estimated</em> (one vector per irq on its effective CPU; the \
+             kernel's debugfs VECTOR table was not readable)"
+        } else {
+            "read from the kernel's debugfs VECTOR table"
+        }
+    );
+    let run = serde_json::json!({ "vector_map": vector_map });
+    heatmap(&mut o, &run);
+    bars(&mut o, &run);
+    o.push_str(
+        "<section id=\"devices\"><h2>PCI functions with MSI or MSI-X</h2><table class=\"sortable\">\
+         <thead><tr><th>address</th><th>class</th><th>vendor:device</th><th>driver</th>\
+         <th>mode</th><th>irqs</th><th>MSI-X table</th><th>MSI</th></tr></thead><tbody>",
+    );
+    let opt = |v: &Value| v.as_u64().map_or("?".to_string(), |n| n.to_string());
+    for d in arr(host, "devices") {
+        let irqs = arr(d, "msi_irqs").len();
+        if irqs == 0 && d["msix_table"].is_null() && d["msi_capable"].is_null() {
+            continue;
+        }
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{:06x}</td><td>{:04x}:{:04x}</td><td>{}</td><td>{}</td>\
+             <td class=\"n\">{irqs}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(s(d, "address")),
+            u(d, "class"),
+            u(d, "vendor"),
+            u(d, "device"),
+            esc(d["driver"].as_str().unwrap_or("-")),
+            esc(d["msi_mode"].as_str().unwrap_or("-")),
+            opt(&d["msix_table"]),
+            opt(&d["msi_capable"]),
+        );
+    }
+    o.push_str("</tbody></table></section><section id=\"unreadable\"><h2>Not readable</h2>");
+    let unreadable = arr(host, "unreadable");
+    if unreadable.is_empty() {
+        o.push_str("<p>Everything was readable.</p>");
+    } else {
+        o.push_str("<ul>");
+        for e in unreadable {
+            let _ = write!(
+                o,
+                "<li><code>{}</code>: {}</li>",
+                esc(e[0].as_str().unwrap_or("")),
+                esc(e[1].as_str().unwrap_or(""))
+            );
+        }
+        o.push_str("</ul>");
+    }
+    let _ = write!(o, "</section><script>{JS}</script>\n</body></html>\n");
+    o
+}
+
 fn header(o: &mut String, r: &Value) {
     let ok = u(r, "lost") == 0
         && u(r, "misdelivered") == 0

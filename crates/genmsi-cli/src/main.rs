@@ -5,8 +5,10 @@ mod bench_deliver;
 mod bench_matrix;
 mod bench_scale;
 mod bench_stack;
+mod host;
 mod html;
 mod kvm_grow;
+mod plan;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -69,6 +71,46 @@ enum Command {
     },
     /// Run a benchmark.
     Bench(bench::BenchArgs),
+    /// Read the interrupt layout of the Linux machine this runs on (or of a capture of its
+    /// files): per-CPU vector use and headroom, devices and their vectors, and what could
+    /// not be read.
+    Host {
+        /// Read the files under this directory instead of `/` (a capture).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print one JSON object instead of the text report.
+        #[arg(long)]
+        json: bool,
+        /// Also write one self-contained HTML page to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Also write a scenario that `genmsi run` replays on the simulated machine.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+    },
+    /// How many more passed-through functions fit on a host (read live, from a capture, or
+    /// from a saved `genmsi host --json`), eager vs. on demand, run on the simulated host with
+    /// the real library: where host vectors run out, where one VM's KVM routing table does.
+    Plan {
+        /// Read the files under this directory instead of `/` (a capture).
+        #[arg(long, value_name = "DIR", conflicts_with = "host")]
+        root: Option<PathBuf>,
+        /// A saved `genmsi host --json`.
+        #[arg(long, value_name = "FILE")]
+        host: Option<PathBuf>,
+        /// MSI-X entries per function (1..=2048).
+        #[arg(long, default_value_t = 257, value_parser = clap::value_parser!(u32).range(1..=2048))]
+        vectors: u32,
+        /// Fraction of the entries a guest unmasks (0 < F <= 1).
+        #[arg(long, default_value_t = 0.125)]
+        unmask: f64,
+        /// Functions to try at most.
+        #[arg(long, default_value_t = plan::MAX_FUNCTIONS, value_parser = clap::value_parser!(u32).range(1..=plan::MAX_FUNCTIONS as i64))]
+        functions: u32,
+        /// Print one JSON object instead of the text report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +143,30 @@ fn main() -> ExitCode {
         }
         Command::Report { run, html, kvm } => report(&run, &html, kvm.as_deref()).map(|()| true),
         Command::Bench(args) => return bench::run(args),
+        Command::Host {
+            root,
+            json,
+            html,
+            scenario,
+        } => host(root, json, html, scenario).map(|()| true),
+        Command::Plan {
+            root,
+            host,
+            vectors,
+            unmask,
+            functions,
+            json,
+        } => plan(
+            root,
+            host,
+            plan::PlanConfig {
+                vectors,
+                unmask,
+                functions,
+            },
+            json,
+        )
+        .map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -300,6 +366,76 @@ fn report(
         );
     }
     write_html(&value, html, kvm)
+}
+
+/// `genmsi host`.
+fn host(
+    root: Option<PathBuf>,
+    json: bool,
+    html: Option<PathBuf>,
+    scenario: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    if !root.is_dir() {
+        anyhow::bail!("{}: not a directory", root.display());
+    }
+    let h = host::read(&root);
+    if let Some(path) = &html {
+        let page = html::render_host(&serde_json::to_value(&h)?, &h.vector_map());
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &scenario {
+        std::fs::write(path, h.scenario())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let out = if json {
+        format!("{}\n", serde_json::to_string(&h)?)
+    } else {
+        h.text()
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// `genmsi plan`.
+fn plan(
+    root: Option<PathBuf>,
+    saved: Option<PathBuf>,
+    config: plan::PlanConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !(config.unmask > 0.0 && config.unmask <= 1.0) {
+        anyhow::bail!(
+            "--unmask {}: a fraction above 0 and at most 1",
+            config.unmask
+        );
+    }
+    let h: host::HostReport = match saved {
+        Some(path) => serde_json::from_value(read_json(&path)?)
+            .with_context(|| format!("{}: not a `genmsi host --json` report", path.display()))?,
+        None => {
+            let root = root.unwrap_or_else(|| PathBuf::from("/"));
+            if !root.is_dir() {
+                anyhow::bail!("{}: not a directory", root.display());
+            }
+            host::read(&root)
+        }
+    };
+    if h.online.is_empty() || h.vectors.is_empty() {
+        anyhow::bail!("{}: no online CPU or no vector table was read", h.source);
+    }
+    let p = plan::plan(&h, config)?;
+    let out = if json {
+        format!("{}\n", serde_json::to_string(&p)?)
+    } else {
+        p.text()
+    };
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Entries the default run's VMM comparison unmasks.

@@ -157,6 +157,7 @@ pub enum Arrival {
 #[derive(Debug)]
 pub struct HostMachine {
     sys: IrqSystem,
+    root: DomainId,
     parent: DomainId,
     vectors: Arc<VectorTable>,
     remapping: Option<Remapping>,
@@ -185,6 +186,7 @@ impl HostMachine {
         };
         Ok(HostMachine {
             sys,
+            root,
             parent,
             vectors,
             remapping,
@@ -194,6 +196,11 @@ impl HostMachine {
     /// The irq system.
     pub fn sys(&self) -> &IrqSystem {
         &self.sys
+    }
+
+    /// The vector domain (`genmsi_x86::VectorDomain`): per-CPU vectors.
+    pub fn vector_domain(&self) -> DomainId {
+        self.root
     }
 
     /// The domain device domains stack on (remapping, or the vector domain).

@@ -76,6 +76,7 @@
 
 extern crate alloc;
 
+pub mod affinity;
 mod alloc_api;
 pub mod cpumask;
 mod device;
