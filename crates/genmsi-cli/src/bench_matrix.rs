@@ -446,7 +446,7 @@ pub fn run(cpus: u32, size: Size, only: &[String]) -> anyhow::Result<Value> {
     let mut rows = Vec::new();
     let chosen = all
         .into_iter()
-        .filter(|s| only.is_empty() || only.iter().any(|n| *n == s.name));
+        .filter(|s| only.is_empty() || only.contains(&s.name));
     for shape in chosen {
         let name = &shape.name;
         // The mask the spread and the burst's room are measured on, and the report names.

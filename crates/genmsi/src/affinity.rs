@@ -121,11 +121,7 @@ pub fn group_cpus_evenly(numgrps: u32, topology: &Topology) -> Vec<CpuMask> {
     let others: BTreeSet<u32> = possible.difference(&present).copied().collect();
     let nr_others = spread(start, numgrps, topology, &others, &mut masks);
     let n = (nr_present + nr_others).min(numgrps) as usize;
-    masks
-        .into_iter()
-        .take(n)
-        .map(|m| CpuMask::from_cpus(m))
-        .collect()
+    masks.into_iter().take(n).map(CpuMask::from_cpus).collect()
 }
 
 /// One pass of the spreading over `cpus` from group `start` (Linux's `__group_cpus_evenly`);
