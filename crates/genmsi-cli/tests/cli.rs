@@ -1,7 +1,7 @@
 //! The `genmsi` binary: exit statuses, JSON output, errors for bad files.
 
 mod common;
-use common::genmsi;
+use common::{genmsi, genmsi_json};
 
 #[test]
 fn run_json_is_one_object_with_the_counters() {
@@ -203,21 +203,9 @@ fn bench_kvm_grow_json_has_the_three_strategies_or_says_kvm_is_missing() {
     assert_eq!(v["on_demand"]["routes_max"], v["on_demand"]["unmasked_max"]);
 }
 
-/// Runs `genmsi args` and parses its JSON report (exit status 0 required).
-fn bench_json(args: &[&str]) -> serde_json::Value {
-    let out = genmsi(args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
 #[test]
 fn bench_matrix_short_covers_every_shape_with_linux_spread() {
-    let v = bench_json(&["bench", "matrix", "--cpus", "1024", "--short", "--json"]);
+    let v = genmsi_json(&["bench", "matrix", "--cpus", "1024", "--short", "--json"]);
     assert_eq!(v["cpus"], 1024);
     let shapes = v["shapes"].as_array().unwrap();
     let names: Vec<&str> = shapes
@@ -278,7 +266,7 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
     let out = genmsi(&["bench", "matrix", "--cpus", "0"]);
     assert_ne!(out.status.code(), Some(0), "0 CPUs is refused");
     // One shape alone: no machine-wide figure; an unknown name is refused with the list.
-    let one = bench_json(&[
+    let one = genmsi_json(&[
         "bench", "matrix", "--cpus", "256", "--short", "--shape", "smt-pair", "--json",
     ]);
     assert_eq!(one["shapes"].as_array().unwrap().len(), 1);
@@ -290,8 +278,8 @@ fn bench_matrix_short_covers_every_shape_with_linux_spread() {
 
 #[test]
 fn bench_scale_memory_per_irq_is_flat_on_the_x86_stack() {
-    let small = bench_json(&["bench", "scale", "--cpus", "64", "--offline", "1", "--json"]);
-    let big = bench_json(&[
+    let small = genmsi_json(&["bench", "scale", "--cpus", "64", "--offline", "1", "--json"]);
+    let big = genmsi_json(&[
         "bench",
         "scale",
         "--cpus",
@@ -323,7 +311,7 @@ fn bench_scale_memory_per_irq_is_flat_on_the_x86_stack() {
 #[test]
 fn bench_deliver_short_counts_every_interrupt() {
     // The bench fails unless the per-CPU counts add up to the interrupts delivered.
-    let v = bench_json(&["bench", "deliver", "--threads", "2", "--short", "--json"]);
+    let v = genmsi_json(&["bench", "deliver", "--threads", "2", "--short", "--json"]);
     assert_eq!(v["threads"], 2);
     assert!(v["ns_per_irq"].as_f64().unwrap() > 0.0);
     assert!(v["scaling"].as_f64().unwrap() > 0.0);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::genmsi;
+use common::{genmsi, genmsi_json, replays};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,17 +28,6 @@ fn fixtures() -> Vec<PathBuf> {
         "the 8- and 24-CPU captures are in the repository"
     );
     v
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = genmsi(args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 /// `/proc/interrupts`' numbered lines: irq -> counts per CPU column.
@@ -147,7 +136,7 @@ fn check_vectors(report: &Value, root: &Path) {
 fn host_reads_the_captured_kernels_exactly() {
     for dir in fixtures() {
         let d = dir.to_str().unwrap();
-        let report = json(&["host", "--root", d, "--json"]);
+        let report = genmsi_json(&["host", "--root", d, "--json"]);
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let cpus: usize = name
             .trim_end_matches("cpu")
@@ -223,7 +212,7 @@ fn host_reads_this_machine() {
         return;
     };
     let proc = proc_interrupts(&before);
-    let report = json(&["host", "--json"]);
+    let report = genmsi_json(&["host", "--json"]);
     assert_eq!(report["source"], "this machine");
     // Read after /proc/interrupts: every irq it listed is there, no count below it.
     counts_not_below(&proc, &irq_counts(&report));
@@ -246,13 +235,7 @@ fn host_reads_this_machine() {
         page.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let run = genmsi(&["run", scenario.to_str().unwrap()]);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stdout)
-    );
+    replays(&scenario);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("Vector use per CPU") && html.contains("estimated"));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -277,13 +260,7 @@ fn the_captured_hosts_replay_on_the_simulator() {
             text.contains("kind = \"nvme\"") && text.contains("remapping = true"),
             "{text}"
         );
-        let run = genmsi(&["run", scenario.to_str().unwrap()]);
-        assert_eq!(
-            run.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&run.stdout)
-        );
+        replays(&scenario);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -296,7 +273,7 @@ fn plan_for_257_vector_functions_on_the_24_cpu_host() {
         .into_iter()
         .find(|f| f.to_string_lossy().ends_with("-24cpu"))
         .expect("the 24-CPU capture");
-    let p = json(&[
+    let p = genmsi_json(&[
         "plan",
         "--root",
         fixture.to_str().unwrap(),
